@@ -1,0 +1,75 @@
+"""The YOLO plate detector: our own trained weights (PyTorch or ONNX), CPU or CUDA (fp16).
+
+Ultralytics is configured to run offline before it is imported: no settings sync, no
+font download, config kept inside the project (`.cache/ultralytics`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import ModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+DETECTOR_DIR = Path(__file__).parent / "detector"
+DEFAULT_WEIGHTS = DETECTOR_DIR / "plate_yolov8n.pt"
+IMGSZ = 640  # the size the shipped weights were trained at
+
+
+def offline_ultralytics() -> None:
+    """Point ultralytics at a project-local config dir and keep it off the network."""
+    cfg = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics")))
+    os.environ["YOLO_OFFLINE"] = "1"
+    fonts = cfg / "Ultralytics"
+    fonts.mkdir(parents=True, exist_ok=True)
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):  # plotting wants these; it would download them
+        if not (fonts / name).exists():
+            shutil.copy(Path(__file__).parent / "synth" / "fonts" / "DejaVuSansCondensed-Bold.ttf", fonts / name)
+    from ultralytics import settings
+
+    if settings.get("sync", True):
+        settings.update({"sync": False})
+
+
+@dataclass
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the input image
+    confidence: float
+
+
+class PlateDetector:
+    """`device`: auto | cpu | cuda[:N]; `half` (fp16) applies on CUDA only."""
+
+    def __init__(self, weights: Path | str = DEFAULT_WEIGHTS, device: str = "auto", half: bool = True,
+                 imgsz: int = IMGSZ):
+        weights = Path(weights)
+        if not weights.is_file():
+            raise ModelError(f"detector weights not found: {weights}")
+        offline_ultralytics()
+        import torch
+        from ultralytics import YOLO
+
+        self.device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.half = half and self.device.startswith("cuda")
+        # ultralytics 8.4 logs a deprecation warning for `half` (to stdout, which would corrupt
+        # the CLIs' JSON output); `quantize` is its replacement: 16 = fp16, None = fp32.
+        self.quantize = 16 if self.half else None
+        self.imgsz = imgsz
+        try:
+            self.model = YOLO(str(weights), task="detect")
+            self.model.predict(np.zeros((imgsz, imgsz, 3), np.uint8), device=self.device, quantize=self.quantize,
+                               imgsz=imgsz, verbose=False)  # load now, so a bad file fails here
+        except Exception as e:
+            raise ModelError(f"detector weights unreadable: {weights}: {type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0]}") from e
+
+    def detect(self, images: list[np.ndarray], conf: float = 0.25) -> list[list[Detection]]:
+        """BGR images -> plate detections per image."""
+        results = self.model.predict(images, device=self.device, quantize=self.quantize, imgsz=self.imgsz, conf=conf,
+                                     verbose=False)
+        return [[Detection(tuple(float(v) for v in b[:4]), float(b[4])) for b in r.boxes.data.tolist()]
+                for r in results]

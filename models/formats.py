@@ -1,0 +1,106 @@
+"""Plate number formats per region family.
+
+One table serves three jobs: the generator draws plate numbers from it, the OCR decoder
+uses its letter/digit positions to settle confusable pairs (0/O, 8/B, 5/S, 2/Z, 1/I, 4/A),
+and the pipeline tags a read with the family whose format it matches.
+
+A pattern is written with `L` (letter), `D` (digit), `A` (either), a space or a dash
+(separators as printed) and `|` (row break of a two-row plate).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DIGITS = "0123456789"
+ALPHABET = DIGITS + LETTERS
+
+# Characters some issuers never use; the generator avoids them so it does not teach
+# shapes that real plates of that family do not have.
+_NO_IOQ = LETTERS.replace("I", "").replace("O", "").replace("Q", "")
+
+
+@dataclass(frozen=True)
+class PlateFormat:
+    family: str  # "us", "eu", "uk", "br"
+    name: str
+    pattern: str
+    letters: str = LETTERS  # letters this issuer prints
+
+    @property
+    def classes(self) -> str:
+        """The pattern with separators removed: one L/D/A per character."""
+        return "".join(c for c in self.pattern if c in "LDA")
+
+    @property
+    def two_rows(self) -> bool:
+        return "|" in self.pattern
+
+    def matches(self, text: str) -> bool:
+        if len(text) != len(self.classes):
+            return False
+        for c, k in zip(text, self.classes):
+            if k == "L" and c not in LETTERS or k == "D" and c not in DIGITS:
+                return False
+        return True
+
+    def regex(self) -> str:
+        """A regex over A-Z0-9 text (separators dropped), for config files."""
+        return "^" + "".join({"L": "[A-Z]", "D": "[0-9]", "A": "[A-Z0-9]"}[k] for k in self.classes) + "$"
+
+
+FORMATS: tuple[PlateFormat, ...] = (
+    # United States: every state differs; these are the common shapes. Vanity plates
+    # (any 2-7 characters) are generated separately and match no format.
+    PlateFormat("us", "california", "DLLL DDD", _NO_IOQ),
+    PlateFormat("us", "LLL-DDDD", "LLL-DDDD", _NO_IOQ),
+    PlateFormat("us", "LLL DDDD", "LLL DDDD", _NO_IOQ),
+    PlateFormat("us", "LLL-DDD", "LLL-DDD", _NO_IOQ),
+    PlateFormat("us", "DDD-LLL", "DDD-LLL", _NO_IOQ),
+    PlateFormat("us", "DLL-DDDD", "DLL DDDD", _NO_IOQ),
+    PlateFormat("us", "DDD LDD", "DDD LDD", _NO_IOQ),
+    PlateFormat("us", "LL DDDDD", "LL DDDDD", _NO_IOQ),
+    PlateFormat("us", "DDDDLL", "DDDD LL", _NO_IOQ),
+    PlateFormat("us", "LDD LLL", "LDD LLL", _NO_IOQ),
+    PlateFormat("us", "stacked", "DLL|DDDD", _NO_IOQ),
+    # Europe.
+    PlateFormat("eu", "germany", "LL LL DDDD", LETTERS),
+    PlateFormat("eu", "germany-1", "L LL DDD", LETTERS),
+    PlateFormat("eu", "germany-3", "LLL L DDDD", LETTERS),
+    PlateFormat("eu", "netherlands-1", "LL-DD-LL", _NO_IOQ),
+    PlateFormat("eu", "netherlands-2", "DD-LLL-D", _NO_IOQ),
+    PlateFormat("eu", "netherlands-3", "D-LLL-DD", _NO_IOQ),
+    PlateFormat("eu", "netherlands-4", "LL-DDD-L", _NO_IOQ),
+    PlateFormat("eu", "netherlands-5", "L-DDD-LL", _NO_IOQ),
+    PlateFormat("eu", "netherlands-6", "LLL-DD-L", _NO_IOQ),
+    PlateFormat("eu", "netherlands-7", "DD-LL-LL", _NO_IOQ),
+    PlateFormat("eu", "netherlands-8", "LL-LL-DD", _NO_IOQ),
+    PlateFormat("eu", "romania", "LL DD LLL", _NO_IOQ),
+    PlateFormat("eu", "romania-b", "L DDD LLL", _NO_IOQ),
+    PlateFormat("eu", "france", "LL-DDD-LL", _NO_IOQ),
+    PlateFormat("eu", "italy", "LL DDDLL", _NO_IOQ),
+    PlateFormat("eu", "spain", "DDDD LLL", _NO_IOQ),
+    PlateFormat("eu", "poland", "LL DDDDD", LETTERS),
+    PlateFormat("eu", "stacked", "LL|DDDLL", _NO_IOQ),
+    # United Kingdom (2001 scheme), rear/front and the square two-row plate.
+    PlateFormat("uk", "uk", "LLDD LLL", _NO_IOQ),
+    PlateFormat("uk", "uk-stacked", "LLDD|LLL", _NO_IOQ),
+    # Brazil: the grey pre-2018 plate and the Mercosur plate (and the motorcycle layout).
+    PlateFormat("br", "brazil-grey", "LLL-DDDD", LETTERS),
+    PlateFormat("br", "mercosur", "LLLDLDD", LETTERS),
+    PlateFormat("br", "mercosur-moto", "LLL|DLDD", LETTERS),
+)
+
+
+def clean(text: str) -> str:
+    """The scoring form of a plate text: upper-case A-Z0-9 only."""
+    return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
+def match_family(text: str, formats: tuple[PlateFormat, ...] = FORMATS) -> str | None:
+    """The family of the first format `text` (cleaned) matches, else None."""
+    for f in formats:
+        if f.matches(text):
+            return f.family
+    return None

@@ -1,0 +1,148 @@
+"""Read every plate in still images: detector boxes, then the recognizer on padded crops.
+
+    python -m models.reader IMAGE [IMAGE ...] [--json] [--min-confidence 0.5] [--device auto]
+
+Python API: `PlateReader().read(image)` -> list of `PlateReading` (text, confidence,
+per-character confidences, box). A reading whose confidence is below `min_confidence` is
+a recognition failure: its `text` is None (the best guess stays in `guess`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.detector import DEFAULT_WEIGHTS, IMGSZ, PlateDetector
+from models.errors import ModelError
+from models.recognizer import OCR_DIR, NETWORK, PlateRecognizer, TextRead
+
+# The recognizer was trained on boxes a few percent looser than the plate; detector
+# boxes are tight, so they are padded by this share of their size on each side.
+CROP_MARGIN = 0.06
+
+
+@dataclass
+class PlateReading:
+    text: str | None  # None when the reading is below the confidence threshold
+    confidence: float
+    char_confidences: list[float]
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 pixels
+    detection_confidence: float
+    region: str | None
+    guess: str  # the best reading, even when it is not confident enough to report
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["box"] = [round(v, 1) for v in self.box]
+        d["confidence"] = round(self.confidence, 4)
+        d["char_confidences"] = [round(c, 4) for c in self.char_confidences]
+        d["detection_confidence"] = round(self.detection_confidence, 4)
+        return d
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """A BGR image from a file, or ModelError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise ModelError(f"unreadable image (not a supported image file or corrupt): {path}")
+    return img
+
+
+def to_bgr(img: np.ndarray) -> np.ndarray:
+    """Any 8-bit grey, BGR or BGRA array as BGR."""
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    raise ModelError(f"unsupported image shape {img.shape}: expected HxW, HxWx3 or HxWx4")
+
+
+def crop(img: np.ndarray, box: tuple[float, float, float, float], margin: float = CROP_MARGIN) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    h, w = img.shape[:2]
+    # Clamped so that even a degenerate box on (or past) the right/bottom edge gives a pixel.
+    X1, Y1 = int(min(max(0, x1 - mx), w - 1)), int(min(max(0, y1 - my), h - 1))
+    X2, Y2 = int(min(w, x2 + mx + 1)), int(min(h, y2 + my + 1))
+    return img[Y1:max(Y2, Y1 + 1), X1:max(X2, X1 + 1)]
+
+
+class PlateReader:
+    def __init__(self, detector_weights: Path | str = DEFAULT_WEIGHTS, ocr_weights: Path | str = OCR_DIR / f"{NETWORK}.pth",
+                 device: str = "auto", min_confidence: float = 0.5, detection_confidence: float = 0.25,
+                 imgsz: int = IMGSZ):
+        self.detector = PlateDetector(detector_weights, device=device, imgsz=imgsz)
+        self.recognizer = PlateRecognizer(ocr_weights, device=device)
+        self.min_confidence = min_confidence
+        self.detection_confidence = detection_confidence
+
+    def reading(self, t: TextRead, box, det_conf: float) -> PlateReading:
+        ok = t.confidence >= self.min_confidence and t.text != ""
+        return PlateReading(t.text if ok else None, t.confidence, t.char_confidences, tuple(box), det_conf, t.region,
+                            t.text)
+
+    def read(self, image: np.ndarray) -> list[PlateReading]:
+        return self.read_batch([image])[0]
+
+    def read_batch(self, images: list[np.ndarray]) -> list[list[PlateReading]]:
+        images = [to_bgr(im) for im in images]
+        dets = self.detector.detect(images, conf=self.detection_confidence)
+        crops = [crop(im, d.box) for im, ds in zip(images, dets) for d in ds]
+        reads = iter(self.recognizer.read(crops))
+        return [[self.reading(next(reads), d.box, d.confidence) for d in ds] for ds in dets]
+
+    def read_crops(self, crops: list[np.ndarray]) -> list[PlateReading]:
+        """Images that are each one plate already (no detection)."""
+        crops = [to_bgr(c) for c in crops]
+        return [self.reading(t, (0, 0, c.shape[1], c.shape[0]), 1.0) for t, c in zip(self.recognizer.read(crops), crops)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", nargs="+", type=Path)
+    ap.add_argument("--json", action="store_true", help="one JSON object per image")
+    ap.add_argument("--min-confidence", type=float, default=0.5)
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    ap.add_argument("--crops", action="store_true", help="each image is a plate crop: skip detection")
+    args = ap.parse_args()
+    try:
+        reader = PlateReader(device=args.device, min_confidence=args.min_confidence)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.images:
+        try:
+            img = load_image(path)
+        except ModelError as e:  # one bad file does not stop the others
+            print(f"error: {e}", file=sys.stderr)
+            status = 2
+            continue
+        plates = reader.read_crops([img]) if args.crops else reader.read(img)
+        if args.json:
+            print(json.dumps({"file": str(path), "plates": [p.to_json() for p in plates]}))
+            continue
+        if not plates:
+            print(f"{path}: no plate found")
+        for p in plates:
+            box = ",".join(f"{v:.0f}" for v in p.box)
+            if p.text is None:
+                print(f"{path}: recognition failed (best guess {p.guess!r}, confidence {p.confidence:.2f}) box={box}")
+            else:
+                chars = " ".join(f"{c}:{q:.2f}" for c, q in zip(p.text, p.char_confidences))
+                print(f"{path}: {p.text} confidence={p.confidence:.2f} box={box} region={p.region} [{chars}]")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Make the project's virtual environment at .venv/ and install everything into it.
+# Safe to run again: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements.txt

@@ -1,0 +1,118 @@
+"""Shared fixtures: repo on sys.path, ultralytics offline, a network guard, one PlateReader.
+
+Command-line tests run `python -m models.<tool>` through `run_module`, which puts
+`tests/offline/` on PYTHONPATH: its `sitecustomize.py` blocks non-loopback connections in
+the child too and logs any attempt, so the CLIs are checked offline as well.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ["YOLO_OFFLINE"] = "1"
+
+try:  # keep hypothesis' cache out of the working tree (.cache/ is ignored by git)
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(ROOT / ".cache" / "hypothesis")
+except ImportError:
+    pass
+
+TESTS = Path(__file__).resolve().parent
+HELDOUT_FONT = str(TESTS / "fonts" / "OpenSans-CondBold.ttf")  # never used in training
+OFFLINE_DIR = TESTS / "offline"  # holds the sitecustomize.py used by run_module
+
+# Real data beside the checkout (developer and CI machines only; a fresh clone has none).
+SHARED = ROOT.parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not present at {SHARED}")
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under SHARED, or skip the calling test (with the reason) when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not present: {p}")
+    return p
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
+
+
+def _is_loopback(address) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths and the like are local
+        return True
+    host = str(address[0])
+    return host in _LOOPBACK or host.startswith("127.") or host.startswith("::ffff:127.")
+
+
+class NetworkBlocked(OSError):
+    pass
+
+
+@pytest.fixture(scope="session")
+def no_network():
+    """Block every non-loopback connection for the rest of the session; yields the list of
+    attempted addresses, so a test can also assert that nothing even tried."""
+    attempts: list = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_create = socket.create_connection
+
+    def connect(self, address):
+        if not _is_loopback(address):
+            attempts.append(address)
+            raise NetworkBlocked(f"network blocked in tests: connect to {address!r}")
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if not _is_loopback(address):
+            attempts.append(address)
+            raise NetworkBlocked(f"network blocked in tests: connect to {address!r}")
+        return real_connect_ex(self, address)
+
+    def create_connection(address, *args, **kwargs):
+        if not _is_loopback(address):
+            attempts.append(address)
+            raise NetworkBlocked(f"network blocked in tests: connection to {address!r}")
+        return real_create(address, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", connect)
+        mp.setattr(socket.socket, "connect_ex", connect_ex)
+        mp.setattr(socket, "create_connection", create_connection)
+        yield attempts
+
+
+@pytest.fixture(scope="session")
+def reader(no_network):
+    """The shipped models, loaded once (slow) with the network blocked."""
+    from models.reader import PlateReader
+
+    return PlateReader(device="cpu")
+
+
+def offline_env(net_log: Path) -> dict[str, str]:
+    """Environment for a child Python: ultralytics offline, network guard installed
+    (attempts appended to `net_log`)."""
+    env = dict(os.environ)
+    env.update(YOLO_OFFLINE="1", ALPR_NET_LOG=str(net_log), PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(OFFLINE_DIR), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    return env
+
+
+def run_module(module: str, *args, tmp_path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`python -m module args...` from the repo root, offline; fails the test if the child
+    tried to reach the network."""
+    log = tmp_path / f"net-attempts-{module}.log"
+    r = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=offline_env(log),
+                       capture_output=True, text=True, timeout=timeout)
+    attempts = log.read_text() if log.exists() else ""
+    assert not attempts, f"{module} tried to reach the network:\n{attempts}"
+    return r

@@ -1,0 +1,190 @@
+"""The synthetic-data generator and the plate-format table (no models needed)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import HELDOUT_FONT
+from models.formats import ALPHABET, FORMATS, PlateFormat, clean, match_family
+from models.synth.plates import FAMILIES, TRAIN_FONTS, Plate, render_plate
+from models.synth.scenes import render_scene
+from models.train_ocr import sample
+
+PLATE_TEXT = re.compile(r"^[A-Z0-9]+$")
+
+
+def rng(seed) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def family_formats(family: str, two_rows: bool | None = None) -> list[PlateFormat]:
+    return [f for f in FORMATS if f.family == family and (two_rows is None or f.two_rows == two_rows)]
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+def test_training_fonts_are_present_and_heldout_font_is_not_among_them():
+    assert len(TRAIN_FONTS) >= 3
+    assert all(not f.endswith("OpenSans-CondBold.ttf") for f in TRAIN_FONTS)
+
+
+@pytest.mark.parametrize("seed", [1, 2024])
+def test_render_plate_is_deterministic_per_seed(seed):
+    a, b = render_plate(rng(seed)), render_plate(rng(seed))
+    assert a.text == b.text and a.family == b.family and a.two_rows == b.two_rows
+    assert a.image.shape == b.image.shape
+    assert a.image.tobytes() == b.image.tobytes()
+
+
+def test_render_plate_differs_between_seeds():
+    plates = [render_plate(rng(s)) for s in range(6)]
+    assert len({p.text for p in plates}) > 1
+    assert len({p.image.tobytes() for p in plates}) == len(plates)
+
+
+def test_ocr_sample_is_deterministic_per_seed():
+    (ca, ta), (cb, tb) = sample(rng(77)), sample(rng(77))
+    assert ta == tb
+    assert ca.shape == cb.shape and ca.tobytes() == cb.tobytes()
+    cc, tc = sample(rng(78))
+    assert tc != ta or cc.shape != ca.shape or cc.tobytes() != ca.tobytes()
+
+
+def test_ocr_sample_is_a_bgr_crop_with_a_clean_label():
+    for s in range(8):
+        crop, text = sample(rng([5, s]))
+        assert crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3
+        assert crop.shape[0] >= 8 and crop.shape[1] >= 8
+        assert PLATE_TEXT.match(text), text
+
+
+def test_render_scene_is_deterministic_per_seed():
+    (ia, pa), (ib, pb) = render_scene(rng(31)), render_scene(rng(31))
+    assert [(p.box, p.text) for p in pa] == [(p.box, p.text) for p in pb]
+    assert ia.shape == ib.shape and ia.tobytes() == ib.tobytes()
+    ic, pc = render_scene(rng(32))
+    assert [p.box for p in pc] != [p.box for p in pa] or ic.shape != ia.shape or ic.tobytes() != ia.tobytes()
+
+
+# --- plates -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_renders_valid_plates(family):
+    r = rng([11, FAMILIES.index(family)])
+    for _ in range(12):
+        p = render_plate(r, family=family)
+        assert isinstance(p, Plate)
+        assert p.family == family
+        assert p.image.dtype == np.uint8 and p.image.ndim == 3 and p.image.shape[2] == 3
+        assert p.image.shape[0] >= 100 and p.image.shape[1] >= 150
+        assert PLATE_TEXT.match(p.text), p.text
+        assert 2 <= len(p.text) <= 8
+        if family != "us":  # only US has vanity plates outside the format table
+            assert any(f.matches(p.text) for f in family_formats(family)), (family, p.text)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_two_row_plates_of_each_family(family):
+    r = rng([12, FAMILIES.index(family)])
+    for _ in range(4):
+        p = render_plate(r, family=family, two_row_prob=1.0)
+        assert p.two_rows is True
+        assert any(f.matches(p.text) for f in family_formats(family, two_rows=True)), (family, p.text)
+        # Two-row plates are squarer than the one-row plates of the same family.
+        assert p.image.shape[1] / p.image.shape[0] < 1.6
+    for _ in range(4):
+        assert render_plate(r, family=family, two_row_prob=0.0).two_rows is False
+
+
+def test_two_row_plates_occur_with_default_settings():
+    plates = [render_plate(rng([13, i])) for i in range(120)]
+    two = [p for p in plates if p.two_rows]
+    assert 0 < len(two) < len(plates) // 2
+    assert {p.family for p in plates} == set(FAMILIES)
+
+
+def test_heldout_font_renders_when_glyphs_are_off():
+    r = rng(14)
+    for _ in range(6):
+        p = render_plate(r, fonts=(HELDOUT_FONT,), glyph_prob=0.0)
+        assert PLATE_TEXT.match(p.text)
+        assert p.image.std() > 10  # something was printed on it
+
+
+# --- scenes -----------------------------------------------------------------------------------
+
+def test_scene_boxes_are_inside_the_image():
+    total = 0
+    for i in range(8):
+        img, plates = render_scene(rng([15, i]))
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        H, W = img.shape[:2]
+        for p in plates:
+            x1, y1, x2, y2 = p.box
+            assert 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H, (img.shape, p.box)
+            assert PLATE_TEXT.match(p.text), p.text
+        total += len(plates)
+    assert total > 0
+
+
+def test_scene_with_fixed_size_and_heldout_font():
+    img, plates = render_scene(rng(16), size=(320, 240), fonts=(HELDOUT_FONT,))
+    assert img.shape == (240, 320, 3)
+    assert all(0 <= p.box[0] < p.box[2] <= 320 and 0 <= p.box[1] < p.box[3] <= 240 for p in plates)
+
+
+# --- formats ----------------------------------------------------------------------------------
+
+def _fmt(family: str, name: str) -> PlateFormat:
+    return next(f for f in FORMATS if f.family == family and f.name == name)
+
+
+def test_format_matches_basic_cases():
+    uk = _fmt("uk", "uk")
+    assert uk.classes == "LLDDLLL" and not uk.two_rows
+    assert uk.matches("AB12CDE")
+    assert not uk.matches("AB1OCDE")  # letter O in a digit position
+    assert not uk.matches("AB12CD")  # too short
+    assert not uk.matches("AB12CDEF")  # too long
+    assert not uk.matches("AB 12CDE")  # separators are not part of the matched text
+    stacked = _fmt("uk", "uk-stacked")
+    assert stacked.two_rows and stacked.matches("AB12CDE")
+    merc = _fmt("br", "mercosur")
+    assert merc.matches("ABC1D23") and not merc.matches("ABC1234")
+    assert _fmt("br", "brazil-grey").matches("ABC1234")
+    assert _fmt("uk", "uk").regex() == "^[A-Z][A-Z][0-9][0-9][A-Z][A-Z][A-Z]$"
+
+
+def test_match_family_basic_cases():
+    assert match_family("ABC1D23") == "br"  # Mercosur
+    assert match_family("7ABC123") == "us"  # California
+    assert match_family("AB12CDE") in ("uk", "eu")  # UK shape (also Romanian)
+    assert match_family("ABCD12345") is None
+    assert match_family("") is None
+    assert match_family("AB12CDE", formats=tuple(f for f in FORMATS if f.family == "uk")) == "uk"
+
+
+def test_clean_basic_cases():
+    assert clean("xs-nb-23") == "XSNB23"
+    assert clean(" LS15 EBC ") == "LS15EBC"
+    assert clean("ab|12.c_d") == "AB12CD"
+    assert clean("") == ""
+    assert clean("äö-!") == ""
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.text(max_size=20))
+def test_clean_keeps_only_upper_alphanumerics_and_is_idempotent(s):
+    c = clean(s)
+    assert set(c) <= set(ALPHABET)
+    assert clean(c) == c
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(st.sampled_from(FORMATS), st.text(alphabet=ALPHABET, min_size=0, max_size=9))
+def test_matches_agrees_with_regex(fmt, text):
+    assert fmt.matches(text) == bool(re.fullmatch(fmt.regex(), text))
