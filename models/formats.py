@@ -104,3 +104,38 @@ def match_family(text: str, formats: tuple[PlateFormat, ...] = FORMATS) -> str |
         if f.matches(text):
             return f.family
     return None
+
+
+_CLASS_RE = re.compile(r"\[(A-Z|0-9|A-Z0-9|0-9A-Z)\](?:\{(\d+)\})?")
+
+
+def from_regexes(patterns: dict[str, list[str]]) -> tuple[PlateFormat, ...]:
+    """Formats for the decoder from config regexes (family -> regexes over A-Z0-9 text).
+
+    Regexes that are a plain sequence of [A-Z], [0-9] and [A-Z0-9] (with {n} counts), as
+    `PlateFormat.regex` writes them, become decoding templates; anything else still
+    tags and filters plates (`family_matcher`) but cannot guide the decoder.
+    """
+    out = []
+    for family, regexes in patterns.items():
+        for rx in regexes:
+            body = rx.removeprefix("^").removesuffix("$")
+            classes, pos = "", 0
+            for m in _CLASS_RE.finditer(body):
+                if m.start() != pos:
+                    break
+                classes += {"A-Z": "L", "0-9": "D"}.get(m.group(1), "A") * int(m.group(2) or 1)
+                pos = m.end()
+            if pos == len(body) and classes:
+                out.append(PlateFormat(family, rx, classes))
+    return tuple(out)
+
+
+def family_matcher(patterns: dict[str, list[str]]):
+    """text -> the first family one of whose regexes matches the whole text, else None."""
+    compiled = [(family, re.compile(rx)) for family, regexes in patterns.items() for rx in regexes]
+
+    def family_of(text: str) -> str | None:
+        return next((family for family, rx in compiled if rx.fullmatch(text)), None)
+
+    return family_of

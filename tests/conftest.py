@@ -7,7 +7,6 @@ the child too and logs any attempt, so the CLIs are checked offline as well.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,51 +42,15 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
-_LOOPBACK = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
-
-
-def _is_loopback(address) -> bool:
-    if not isinstance(address, tuple):  # AF_UNIX paths and the like are local
-        return True
-    host = str(address[0])
-    return host in _LOOPBACK or host.startswith("127.") or host.startswith("::ffff:127.")
-
-
-class NetworkBlocked(OSError):
-    pass
+sys.path.insert(0, str(OFFLINE_DIR))
+import netguard  # noqa: E402  (found through the path line above)
 
 
 @pytest.fixture(scope="session")
 def no_network():
     """Block every non-loopback connection for the rest of the session; yields the list of
     attempted addresses, so a test can also assert that nothing even tried."""
-    attempts: list = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-    real_create = socket.create_connection
-
-    def connect(self, address):
-        if not _is_loopback(address):
-            attempts.append(address)
-            raise NetworkBlocked(f"network blocked in tests: connect to {address!r}")
-        return real_connect(self, address)
-
-    def connect_ex(self, address):
-        if not _is_loopback(address):
-            attempts.append(address)
-            raise NetworkBlocked(f"network blocked in tests: connect to {address!r}")
-        return real_connect_ex(self, address)
-
-    def create_connection(address, *args, **kwargs):
-        if not _is_loopback(address):
-            attempts.append(address)
-            raise NetworkBlocked(f"network blocked in tests: connection to {address!r}")
-        return real_create(address, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", connect)
-        mp.setattr(socket.socket, "connect_ex", connect_ex)
-        mp.setattr(socket, "create_connection", create_connection)
-        yield attempts
+    yield netguard.install()
 
 
 @pytest.fixture(scope="session")

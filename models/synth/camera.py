@@ -15,7 +15,7 @@ import numpy as np
 from models.synth.plates import Plate, small_text
 
 
-def _rand_color(rng: np.random.Generator, lo: int = 0, hi: int = 255) -> tuple[int, int, int]:
+def rand_color(rng: np.random.Generator, lo: int = 0, hi: int = 255) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(lo, hi, 3))
 
 
@@ -27,24 +27,24 @@ def mount(rng: np.random.Generator, plate: Plate) -> tuple[np.ndarray, np.ndarra
         if rng.random() < 0.5:
             cx, cy = int(w * (sx + rng.uniform(-0.05, 0.05))), int(h * rng.uniform(0.06, 0.14))
             r = max(2, int(h * rng.uniform(0.025, 0.045)))
-            cv2.circle(p, (cx, cy), r, _rand_color(rng, 60, 220), -1)
+            cv2.circle(p, (cx, cy), r, rand_color(rng, 60, 220), -1)
             cv2.circle(p, (cx, cy), r, (40, 40, 40), 1)
     m = int(h * rng.uniform(0.3, 0.9))
     body = np.empty((h + 2 * m, w + 2 * m, 3), np.uint8)
-    body[:] = _rand_color(rng)
+    body[:] = rand_color(rng)
     if rng.random() < 0.5:  # bumper shading
         t = np.linspace(rng.uniform(0.5, 1.2), rng.uniform(0.5, 1.2), body.shape[0], dtype=np.float32)[:, None, None]
         body = np.clip(body * t, 0, 255).astype(np.uint8)
     if rng.random() < 0.4:  # a plate holder frame, often with dealer text
         f = int(h * rng.uniform(0.06, 0.18))
-        col = _rand_color(rng, 0, 80) if rng.random() < 0.7 else _rand_color(rng, 150, 255)
+        col = rand_color(rng, 0, 80) if rng.random() < 0.7 else rand_color(rng, 150, 255)
         cv2.rectangle(body, (m - f, m - f), (m + w + f, m + h + f), col, -1)
         if rng.random() < 0.5:
             small_text(rng, body, "DRIVE HAPPY AUTO" if rng.random() < 0.5 else "MOTORS.COM",
-                        (m + w // 5, m + h, m + w - w // 5, m + h + f), _rand_color(rng, 170, 255))
+                        (m + w // 5, m + h, m + w - w // 5, m + h + f), rand_color(rng, 170, 255))
     if rng.random() < 0.3:  # characters of other badges or text near the plate
         small_text(rng, body, "".join(rng.choice(list("ABCDEHKLMNRSTVXZ"), int(rng.integers(3, 8)))),
-                    (m, max(0, m - int(h * 0.5)), m + w, max(1, m - int(h * 0.1))), _rand_color(rng))
+                    (m, max(0, m - int(h * 0.5)), m + w, max(1, m - int(h * 0.1))), rand_color(rng))
     body[m:m + h, m:m + w] = p
     corners = np.array([[m, m], [m + w, m], [m + w, m + h], [m, m + h]], np.float32)
     return body, corners
@@ -78,22 +78,23 @@ def warp(img: np.ndarray, src: np.ndarray, dst: np.ndarray, size: tuple[int, int
     return cv2.warpPerspective(img, H, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
-def degrade(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Photometric damage. `scale` is the typical plate height in px (effects are sized to it)."""
+def degrade(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0, severity: float = 1.0) -> np.ndarray:
+    """Photometric damage. `scale` is the typical plate height in px (effects are sized to it);
+    `severity` (0..1) scales how likely the harsh effects are."""
     out = img.astype(np.float32)
     h, w = out.shape[:2]
-    if rng.random() < 0.25:  # shadow across part of the plate
+    if rng.random() < 0.25 * severity:  # shadow across part of the plate
         poly = (rng.random((4, 2)) * [w, h] * 1.4 - [0.2 * w, 0.2 * h]).astype(np.int32)
         mask = np.zeros((h, w), np.float32)
         cv2.fillConvexPoly(mask, poly, 1.0)
         mask = cv2.GaussianBlur(mask, (0, 0), 1 + scale * 0.05)
         out *= 1 - mask[..., None] * rng.uniform(0.3, 0.7)
-    if rng.random() < 0.15:  # glare
+    if rng.random() < 0.15 * severity:  # glare
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.1, 0.5) * max(w, h)
         yy, xx = np.mgrid[0:h, 0:w]
         g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)).astype(np.float32)
         out += g[..., None] * rng.uniform(60, 160)
-    if rng.random() < 0.2:  # dirt
+    if rng.random() < 0.2 * severity:  # dirt
         for _ in range(int(rng.integers(3, 15))):
             c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
             r = max(1, int(rng.uniform(0.01, 0.04) * scale))
@@ -101,7 +102,7 @@ def degrade(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0) -> np
     # exposure, contrast, colour cast
     out = out * rng.uniform(0.7, 1.25) + rng.uniform(-30, 30)
     out += rng.normal(0, 12, 3)
-    if rng.random() < 0.15:  # night: dark, with sensor gain
+    if rng.random() < 0.15 * severity:  # night: dark, with sensor gain
         out = out * rng.uniform(0.25, 0.6)
     out = np.clip(out, 0, 255)
     if rng.random() < 0.12:  # IR camera: grey, the retro-reflective plate glows
@@ -110,7 +111,7 @@ def degrade(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0) -> np
         out = np.repeat(g[..., None], 3, 2)
     gamma = rng.uniform(0.6, 1.6)
     out = 255 * (out / 255) ** gamma
-    k = rng.random()
+    k = rng.random() / max(severity, 1e-3)
     if k < 0.35:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 0.5 + scale * 0.015))
     elif k < 0.5:  # motion blur
@@ -119,10 +120,10 @@ def degrade(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0) -> np
         kern[L // 2] = 1
         kern = cv2.warpAffine(kern, cv2.getRotationMatrix2D((L / 2 - 0.5, L / 2 - 0.5), rng.uniform(0, 180), 1), (L, L))
         out = cv2.filter2D(out, -1, kern / max(kern.sum(), 1e-6))
-    out += rng.normal(0, rng.uniform(0, 12) if rng.random() < 0.7 else rng.uniform(12, 30), out.shape)
+    out += rng.normal(0, rng.uniform(0, 12) if rng.random() > 0.3 * severity else rng.uniform(12, 30), out.shape)
     out = np.clip(out, 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
-        q = int(rng.uniform(15, 95))
+        q = int(rng.uniform(95 - 80 * severity, 95))
         out = cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
     return out
 
@@ -142,8 +143,9 @@ def ocr_crop(rng: np.random.Generator, plate: Plate) -> np.ndarray:
     bcorners = np.array([[0, 0], [body.shape[1], 0], [body.shape[1], body.shape[0]], [0, body.shape[0]]], np.float32)
     H = cv2.getPerspectiveTransform(corners, (dst - [cx0, cy0]).astype(np.float32))
     body_dst = cv2.perspectiveTransform(bcorners[None], H)[0]
-    crop = warp(body, bcorners, body_dst, size, _rand_color(rng))
-    crop = degrade(rng, crop, bh)
+    crop = warp(body, bcorners, body_dst, size, rand_color(rng))
+    # A spread of severities: clean samples teach the letterforms, harsh ones robustness.
+    crop = degrade(rng, crop, bh, severity=rng.uniform(0.1, 1.0))
     if plate_w < 60 and rng.random() < 0.3:  # tiny plates come upscaled from small boxes
         f = rng.uniform(0.5, 1.0)
         small = cv2.resize(crop, (max(4, int(size[0] * f)), max(4, int(size[1] * f))), interpolation=cv2.INTER_AREA)

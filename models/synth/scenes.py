@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.synth.camera import _rand_color, degrade, pose
+from models.synth.camera import rand_color, degrade, pose
 from models.synth.plates import TRAIN_FONTS, render_plate, small_text
 
 SIGN_WORDS = ("STOP", "EXIT 12", "PARKING", "NO PARKING", "SPEED LIMIT 35", "ONE WAY", "BUS ONLY", "PIZZA",
@@ -29,14 +29,14 @@ class ScenePlate:
     text: str
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def street_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     img = np.empty((h, w, 3), np.float32)
-    sky, ground = np.array(_rand_color(rng, 60, 230), np.float32), np.array(_rand_color(rng, 30, 160), np.float32)
+    sky, ground = np.array(rand_color(rng, 60, 230), np.float32), np.array(rand_color(rng, 30, 160), np.float32)
     horizon = rng.uniform(0.2, 0.6)
     t = np.clip((np.linspace(0, 1, h) - horizon) * 8 + 0.5, 0, 1).astype(np.float32)[:, None, None]
     img[:] = sky * (1 - t) + ground * t
     for _ in range(int(rng.integers(3, 15))):  # buildings, poles, lane marks, bushes
-        c = _rand_color(rng)
+        c = rand_color(rng)
         x, y = int(rng.uniform(0, w)), int(rng.uniform(0, h))
         k = rng.random()
         if k < 0.5:
@@ -49,7 +49,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _paste_warped(img: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
+def paste_warped(img: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
     """Warp the whole of `src` onto the quad `dst` of `img` (in place)."""
     h, w = src.shape[:2]
     quad = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -64,23 +64,23 @@ def _paste_warped(img: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
     img[:] = (img * (1 - m) + warped * m).astype(np.uint8)
 
 
-def _car(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, car_w: float) -> None:
+def draw_car(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, car_w: float) -> None:
     """A car seen from behind or in front: body, glass, lights, bumper (plate drawn later)."""
     h = car_w * rng.uniform(0.6, 0.9)
     x0, y0, x1, y1 = int(cx - car_w / 2), int(cy - h * 0.75), int(cx + car_w / 2), int(cy + h * 0.25)
-    body = _rand_color(rng)
+    body = rand_color(rng)
     cv2.rectangle(img, (x0, y0 + int(h * 0.35)), (x1, y1), body, -1)
     roof = np.array([[x0 + car_w * 0.12, y0 + h * 0.38], [x0 + car_w * 0.25, y0], [x1 - car_w * 0.25, y0],
                      [x1 - car_w * 0.12, y0 + h * 0.38]], np.int32)
     cv2.fillConvexPoly(img, roof, body)
     glass = np.array([[x0 + car_w * 0.18, y0 + h * 0.34], [x0 + car_w * 0.28, y0 + h * 0.05],
                       [x1 - car_w * 0.28, y0 + h * 0.05], [x1 - car_w * 0.18, y0 + h * 0.34]], np.int32)
-    cv2.fillConvexPoly(img, glass, _rand_color(rng, 0, 90))
+    cv2.fillConvexPoly(img, glass, rand_color(rng, 0, 90))
     light = (30, 30, 200) if rng.random() < 0.6 else (220, 220, 220)
     ly = int(y0 + h * 0.45)
     cv2.rectangle(img, (x0 + 2, ly), (x0 + int(car_w * 0.18), ly + int(h * 0.12)), light, -1)
     cv2.rectangle(img, (x1 - int(car_w * 0.18), ly), (x1 - 2, ly + int(h * 0.12)), light, -1)
-    cv2.rectangle(img, (x0, y1 - int(h * 0.12)), (x1, y1), _rand_color(rng, 0, 80), -1)
+    cv2.rectangle(img, (x0, y1 - int(h * 0.12)), (x1, y1), rand_color(rng, 0, 80), -1)
     if rng.random() < 0.4:  # a badge or model name, which is not a plate
         small_text(rng, img, str(rng.choice(["TOYOTA", "VW", "FORD", "KIA", "A4", "320d", "HYBRID"])),
                    (int(cx - car_w * 0.12), int(y0 + h * 0.4), int(cx + car_w * 0.12), int(y0 + h * 0.5)),
@@ -105,11 +105,11 @@ def _distractor(rng: np.random.Generator, img: np.ndarray, occupied) -> None:
     if any(x < x2 and x + bw > x1 and y < y2 and y + bh > y1 for x1, y1, x2, y2 in occupied):
         return
     board = np.empty((int(bh) + 2, int(bw) + 2, 3), np.uint8)
-    board[:] = _rand_color(rng)
+    board[:] = rand_color(rng)
     words = str(rng.choice(SIGN_WORDS)) if rng.random() < 0.7 else "".join(
         rng.choice(list("ABCDEFGHJKLMNPRSTUVWXYZ0123456789 "), int(rng.integers(4, 10))))
-    small_text(rng, board, words, (2, 2, board.shape[1] - 2, board.shape[0] - 2), _rand_color(rng))
-    _paste_warped(img, board, np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]], np.float32))
+    small_text(rng, board, words, (2, 2, board.shape[1] - 2, board.shape[0] - 2), rand_color(rng))
+    paste_warped(img, board, np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]], np.float32))
 
 
 def render_scene(rng: np.random.Generator, size: tuple[int, int] | None = None,
@@ -121,7 +121,7 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int] | None = None,
         img = background.copy()
     else:
         W, H = size or [(640, 480), (960, 540), (640, 640), (800, 600)][rng.integers(4)]
-        img = _background(rng, H, W)
+        img = street_background(rng, H, W)
     H, W = img.shape[:2]
     for _ in range(int(rng.integers(0, 4))):
         _distractor(rng, img, occupied)
@@ -136,10 +136,10 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int] | None = None,
                for x1, y1, x2, y2 in [*occupied, *(p.box for p in plates)]):
             continue
         if rng.random() < 0.8:
-            _car(rng, img, cx, cy - plate_w * 0.1, plate_w * rng.uniform(3.2, 4.5))
+            draw_car(rng, img, cx, cy - plate_w * 0.1, plate_w * rng.uniform(3.2, 4.5))
         h, w = plate.image.shape[:2]
         dst = pose(rng, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32), plate_w) + [cx, cy]
-        _paste_warped(img, plate.image, dst)
+        paste_warped(img, plate.image, dst)
         x1, y1 = dst.min(0)
         x2, y2 = dst.max(0)
         x1, y1, x2, y2 = max(0, x1), max(0, y1), min(W, x2), min(H, y2)

@@ -1,0 +1,267 @@
+"""The configuration: one schema of typed dataclasses with defaults, loaded from YAML.
+
+Every knob is a field below, with its default and a comment; the README's configuration
+reference is this file. `load_config(path)` validates as it builds: an unknown key, a
+wrong type or a bad value raises `ConfigError` with a one-line message naming the key
+path (e.g. `cameras[1].max_fps: must be > 0, got -5`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from models.detector import DEFAULT_WEIGHTS
+from models.formats import FORMATS
+from models.recognizer import NETWORK, OCR_DIR
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(ok: bool, path: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{path}: {message}")
+
+
+def _key(k) -> str:
+    """A mapping key as it appears in a key path: one line, never ambiguous."""
+    return k if isinstance(k, str) and k.isprintable() else repr(k)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _default_formats() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in FORMATS:
+        out.setdefault(f.family, [])
+        if f.regex() not in out[f.family]:
+            out[f.family].append(f.regex())
+    return out
+
+
+@dataclass
+class CameraConfig:
+    id: str  # names the camera in events (topic plate.<id>) and logs
+    source: str | int  # rtsp:// http(s):// URL, webcam index, video file, image file or folder of images
+    roi: list[list[float]] | None = None  # polygon [[x, y], ...] in pixels; plates outside are ignored
+    max_fps: float | None = None  # process at most this many frames per second (None: every frame)
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.id != "" and all(c.isalnum() or c in "-_" for c in self.id), f"{path}id",
+               f"must be letters, digits, - or _, got {self.id!r}")
+        _check(not isinstance(self.source, str) or self.source.strip() != "", f"{path}source", "must not be empty")
+        _check(not isinstance(self.source, int) or self.source >= 0, f"{path}source",
+               f"a webcam index must be >= 0, got {self.source}")
+        if self.roi is not None:
+            _check(len(self.roi) >= 3 and all(len(p) == 2 for p in self.roi), f"{path}roi",
+                   "must be a polygon of at least 3 [x, y] points")
+        _check(self.max_fps is None or self.max_fps > 0, f"{path}max_fps", f"must be > 0, got {self.max_fps}")
+
+
+@dataclass
+class DetectorConfig:
+    weights: str = str(DEFAULT_WEIGHTS)  # .pt (PyTorch) or .onnx (ONNX Runtime)
+    imgsz: int = 384  # network input size (pixels, multiple of 32)
+    conf: float = 0.25  # minimum detection confidence
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    half: bool = True  # fp16 on CUDA (ignored on CPU)
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.imgsz >= 32 and self.imgsz % 32 == 0, f"{path}imgsz", f"must be a multiple of 32, got {self.imgsz}")
+        _check(0 < self.conf < 1, f"{path}conf", f"must be between 0 and 1, got {self.conf}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:") and self.device[5:].isdigit(),
+               f"{path}device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass
+class TrackerConfig:
+    max_age: int = 15  # frames a track survives without a detection
+    min_hits: int = 2  # detections before a track is reported
+    iou_threshold: float = 0.2  # minimum IoU to match a detection to a track
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.max_age >= 1, f"{path}max_age", f"must be >= 1, got {self.max_age}")
+        _check(self.min_hits >= 1, f"{path}min_hits", f"must be >= 1, got {self.min_hits}")
+        _check(0 <= self.iou_threshold < 1, f"{path}iou_threshold", f"must be in [0, 1), got {self.iou_threshold}")
+
+
+@dataclass
+class OcrConfig:
+    weights: str = str(OCR_DIR / f"{NETWORK}.pth")
+    min_confidence: float = 0.2  # reads below this are not voted (too unsure to help)
+    crop_margin: float = 0.06  # padding around the detector box, share of its size per side
+    batch_size: int = 32
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(0 <= self.min_confidence < 1, f"{path}min_confidence", f"must be in [0, 1), got {self.min_confidence}")
+        _check(0 <= self.crop_margin <= 0.5, f"{path}crop_margin", f"must be in [0, 0.5], got {self.crop_margin}")
+        _check(self.batch_size >= 1, f"{path}batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class VotingConfig:
+    min_reads_to_finalize: int = 3  # reads before a plate may be finalized early
+    min_agreeing: int = 2  # reads that must agree exactly with the leading text
+    min_confidence: float = 0.6  # voted confidence needed to finalize early
+    min_final_confidence: float = 0.3  # below this a track's final vote is not a plate: no event
+    max_reads_per_track: int = 12  # best reads kept per track (bounds memory)
+    candidates: int = 3  # alternatives listed in each event
+    dedupe_seconds: float = 10.0  # same plate, same camera, within this time: same vehicle, no new event
+    require_format: bool = False  # publish only plates matching one of plate_formats
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        for name in ("min_reads_to_finalize", "min_agreeing", "max_reads_per_track", "candidates"):
+            _check(getattr(self, name) >= 1, f"{path}{name}", f"must be >= 1, got {getattr(self, name)}")
+        # otherwise the kept reads could never reach the early-finalization count
+        _check(self.max_reads_per_track >= self.min_reads_to_finalize, f"{path}max_reads_per_track",
+               f"must be >= min_reads_to_finalize ({self.min_reads_to_finalize}), got {self.max_reads_per_track}")
+        for name in ("min_confidence", "min_final_confidence"):
+            _check(0 <= getattr(self, name) <= 1, f"{path}{name}", f"must be in [0, 1], got {getattr(self, name)}")
+        _check(self.dedupe_seconds >= 0, f"{path}dedupe_seconds", f"must be >= 0, got {self.dedupe_seconds}")
+
+
+@dataclass
+class PublisherConfig:
+    endpoint: str = "tcp://127.0.0.1:5556"  # ZeroMQ PUB bind address (loopback unless you mean otherwise)
+    send_crop: bool = False  # add the plate crop as a JPEG third frame
+    high_water_mark: int = 1000  # messages queued per subscriber before ZeroMQ drops
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.endpoint.split("://")[0] in ("tcp", "ipc", "inproc"), f"{path}endpoint",
+               f"must be tcp://, ipc:// or inproc://, got {self.endpoint!r}")
+        _check(self.high_water_mark >= 1, f"{path}high_water_mark", f"must be >= 1, got {self.high_water_mark}")
+
+
+@dataclass
+class LoggingConfig:
+    level: str = "INFO"  # DEBUG | INFO | WARNING | ERROR
+    stats_seconds: float = 5.0  # period of the FPS / latency log line
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.level in ("DEBUG", "INFO", "WARNING", "ERROR"), f"{path}level",
+               f"must be DEBUG, INFO, WARNING or ERROR, got {self.level!r}")
+        _check(self.stats_seconds > 0, f"{path}stats_seconds", f"must be > 0, got {self.stats_seconds}")
+
+
+@dataclass
+class Config:
+    cameras: list[CameraConfig] = field(default_factory=list)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    ocr: OcrConfig = field(default_factory=OcrConfig)
+    voting: VotingConfig = field(default_factory=VotingConfig)
+    # family -> regexes over A-Z0-9 text; tag each plate with its family, and with
+    # voting.require_format reject what matches none.
+    plate_formats: dict[str, list[str]] = field(default_factory=_default_formats)
+    publisher: PublisherConfig = field(default_factory=PublisherConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        ids = [c.id for c in self.cameras]
+        _check(len(ids) == len(set(ids)), f"{path}cameras", f"camera ids must be unique, got {ids}")
+        for family, patterns in self.plate_formats.items():
+            for i, p in enumerate(patterns):
+                try:
+                    re.compile(p)
+                except (re.error, OverflowError, RecursionError) as e:  # a{99999999999}, (((...))) too deep
+                    raise ConfigError(f"{path}plate_formats.{_key(family)}[{i}]: bad regex {p!r}: {e}") from None
+
+
+def _type_name(t) -> str:
+    return getattr(t, "__name__", str(t)).replace("NoneType", "null")
+
+
+def _build(t, value, path: str):
+    """Convert a YAML value to type `t`, or raise ConfigError naming `path`."""
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(t)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _build(option, value, path)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{path}: expected {' or '.join(_type_name(o) for o in options)}, got {value!r}")
+    if dataclasses.is_dataclass(t):
+        _check(isinstance(value, dict), path or "config", f"expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(t)
+        names = {f.name for f in dataclasses.fields(t)}
+        prefix = f"{path}." if path else ""
+        for key in value:
+            _check(key in names, f"{prefix}{_key(key)}", f"unknown key (known: {', '.join(sorted(names))})")
+        kwargs = {k: _build(hints[k], v, f"{prefix}{k}") for k, v in value.items()}
+        try:
+            obj = t(**kwargs)
+        except TypeError as e:  # a required key is missing
+            missing = [f.name for f in dataclasses.fields(t) if f.name not in kwargs
+                       and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+            raise ConfigError(f"{prefix}{missing[0] if missing else ''}: required key missing") from e
+        obj.validate(prefix)
+        return obj
+    if origin is list:
+        _check(isinstance(value, list), path, f"expected a list, got {value!r}")
+        (item,) = typing.get_args(t)
+        return [_build(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _check(isinstance(value, dict), path, f"expected a mapping, got {value!r}")
+        kt, vt = typing.get_args(t)
+        return {_build(kt, k, f"{path}.{_key(k)}"): _build(vt, v, f"{path}.{_key(k)}") for k, v in value.items()}
+    if t is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"expected a number, got {value!r}")
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            raise ConfigError(f"{path}: number too large, got {value!r}") from None
+    if t is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), path, f"expected an integer, got {value!r}")
+        return value
+    if t is bool:
+        _check(isinstance(value, bool), path, f"expected true or false, got {value!r}")
+        return value
+    if t is str:
+        _check(isinstance(value, str), path, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported schema type {t} at {path}")
+
+
+def parse_config(data) -> Config:
+    """Validate a parsed YAML document (None = all defaults)."""
+    return _build(Config, {} if data is None else data, "")
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file unreadable: {path}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: e.g. `!!int abc`
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" line {mark.line + 1} column {mark.column + 1}"
+        elif isinstance(getattr(e, "position", None), int):  # ReaderError: a control character
+            where = f" line {text.count(chr(10), 0, e.position) + 1}"
+        else:
+            where = ""
+        problem = getattr(e, "problem", None) or e
+        if isinstance(e, yaml.reader.ReaderError):
+            problem = str(e).splitlines()[0]  # the rest is its position, given above as a line
+        raise ConfigError(f"{path}:{where} malformed YAML: {_one_line(problem)}") from None
+    return parse_config(data)

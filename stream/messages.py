@@ -1,0 +1,71 @@
+"""What flows between the pipeline's stages: capture -> detect -> track -> read -> vote -> publish.
+
+Each stage takes and returns these small dataclasses; nothing else crosses a queue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the frame
+
+
+@dataclass
+class Frame:
+    camera_id: str
+    index: int  # 0-based frame number within this camera's source
+    timestamp: float  # seconds: the file's own time for replay, wall clock (epoch) for live
+    image: np.ndarray  # BGR
+    received: float  # time.monotonic() when captured, for latency figures
+
+
+@dataclass
+class Track:
+    """One tracked plate on one camera, as the tracker reports it for a frame."""
+    camera_id: str
+    track_id: int  # unique per camera and run, never reused
+    box: Box
+    confidence: float  # detector confidence of the matched detection (0 when coasting)
+    hits: int  # frames with a matched detection so far
+    frame_index: int
+    matched: bool  # False when the box is the Kalman prediction only (a missed frame)
+
+
+@dataclass
+class PlateRead:
+    """One OCR reading of one track's crop in one frame."""
+    camera_id: str
+    track_id: int
+    frame_index: int
+    timestamp: float
+    text: str  # A-Z0-9 (may be empty when nothing was legible)
+    confidence: float
+    char_confidences: list[float]
+    region: str | None
+    box: Box
+    crop: np.ndarray | None = field(default=None, repr=False)  # BGR plate crop, for the event's JPEG
+
+
+@dataclass
+class Candidate:
+    text: str
+    score: float
+
+
+@dataclass
+class PlateDecision:
+    """The voter's verdict on a track: what gets published (as a plate or correction event)."""
+    camera_id: str
+    track_id: int
+    plate: str
+    region: str | None
+    confidence: float
+    char_confidences: list[float]
+    candidates: list[Candidate]
+    reads: int
+    first_seen: tuple[float, int]  # (timestamp, frame index)
+    last_seen: tuple[float, int]
+    box: Box
+    correction_of: str | None = None  # the earlier plate text this decision overturns
+    crop: np.ndarray | None = field(default=None, repr=False)

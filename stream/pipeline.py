@@ -1,0 +1,289 @@
+"""The stream pipeline: capture -> detect -> track -> read -> vote -> publish.
+
+Threads connected by bounded queues, as in Frigate's layout:
+
+    capture (one per camera) --frames--> detect+track --ReadJob--> read+vote+publish
+
+The detect thread takes frames from every camera queue (a batch when several are
+waiting), runs the detector, updates each camera's tracker and crops the tracks worth
+reading. The read thread runs the OCR on those crops in batches, votes per track and
+publishes each decision (ZeroMQ, and JSONL when asked). Queues between the stages are
+bounded, and the read queue blocks the detect thread when OCR falls behind, so memory
+stays flat; live cameras then drop their oldest frames at capture.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from config.schema import Config
+from models.detector import Detection, PlateDetector
+from models.formats import family_matcher, from_regexes
+from models.reader import crop as crop_box
+from models.recognizer import PlateRecognizer
+from stream.capture import Capture, EndOfStream, check_source, is_live
+from stream.messages import Frame, PlateDecision, PlateRead, Track
+from stream.publish import Clock, EventPublisher
+from stream.vote import PlateVoter
+from trackers.kalman import SortTracker
+
+log = logging.getLogger(__name__)
+
+FRAME_QUEUE = 8  # frames buffered per camera
+READ_QUEUE = 16  # frames' worth of crops waiting for OCR
+SHARPER = 1.2  # after a plate is decided, a new crop is read only when this much better
+
+
+@dataclass
+class ReadJob:
+    """One frame's output of the detect thread."""
+    frame: Frame
+    tracks: list[Track]  # every reported track (for annotation)
+    to_read: list[tuple[Track, np.ndarray]]  # tracks whose crop is worth an OCR read
+    ended: list[int] = field(default_factory=list)  # track ids that ended at this frame
+    end_of_stream: EndOfStream | None = None
+
+
+@dataclass
+class Models:
+    """The loaded networks; several pipelines in one process (evaluation) can share them."""
+    detector: PlateDetector
+    recognizer: PlateRecognizer
+
+
+@dataclass
+class _TrackState:
+    queued: int = 0  # reads sent to OCR
+    best_quality: float = 0.0
+
+
+def crop_quality(crop: np.ndarray) -> float:
+    """Bigger and sharper is better: width times a saturating Laplacian-variance sharpness."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    sharp = cv2.Laplacian(grey, cv2.CV_32F).var()
+    return crop.shape[1] * min(1.0, sharp / 400.0)
+
+
+def _in_roi(box, roi) -> bool:
+    if roi is None:
+        return True
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return cv2.pointPolygonTest(np.array(roi, np.float32), (cx, cy), False) >= 0
+
+
+class Pipeline:
+    def __init__(self, config: Config, jsonl: Path | None = None, save_video: Path | None = None,
+                 realtime: bool = False, on_event=None, models: Models | None = None):
+        if not config.cameras:
+            raise ValueError("no cameras configured (give --source or a config with cameras)")
+        for cam in config.cameras:
+            check_source(cam.source)
+        self.config = config
+        self.stop_event = threading.Event()
+        self.queues = {c.id: queue.Queue(FRAME_QUEUE) for c in config.cameras}
+        self.captures = [Capture(c.id, c.source, self.queues[c.id], c.max_fps, realtime, self.stop_event)
+                         for c in config.cameras]
+        self.roi = {c.id: c.roi for c in config.cameras}
+        # Replay times are seconds into the file; events date them from the file's mtime so
+        # the same file gives the same events.
+        self.clocks = {c.id: Clock(0.0 if is_live(c.source) else Path(str(c.source)).stat().st_mtime)
+                       for c in config.cameras}
+        d, o = config.detector, config.ocr
+        self.models = models or Models(
+            PlateDetector(d.weights, device=d.device, half=d.half, imgsz=d.imgsz),
+            PlateRecognizer(o.weights, device=d.device, formats=from_regexes(config.plate_formats)))
+        self.detector, self.recognizer = self.models.detector, self.models.recognizer
+        self.trackers = {c.id: SortTracker(c.id, config.tracker.max_age, config.tracker.min_hits,
+                                           config.tracker.iou_threshold) for c in config.cameras}
+        family_of = family_matcher(config.plate_formats)
+        self.voters = {c.id: PlateVoter(config.voting, family_of) for c in config.cameras}
+        self.publisher = EventPublisher(config.publisher)
+        self.jsonl = open(jsonl, "a", encoding="utf-8") if jsonl else None
+        self.save_video = save_video
+        self.on_event = on_event
+        self.read_queue: queue.Queue[ReadJob | None] = queue.Queue(READ_QUEUE)
+        self.track_state: dict[tuple[str, int], _TrackState] = {}
+        self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
+        self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
+        self.events = 0
+        # Latency: from the capture of the first frame whose read already gave the plate's
+        # final text (the plate became legible) to the event's publication.
+        self.first_read: dict[tuple[str, int], dict[str, float]] = {}
+        self.latencies: list[float] = []
+        self.frames_done = 0
+        self._writer: cv2.VideoWriter | None = None
+
+    # --- detect + track -------------------------------------------------------------------
+    def _next_frames(self, open_cams: set[str]) -> list[Frame | EndOfStream]:
+        """Up to one item per camera that has one waiting; waits briefly when none has."""
+        deadline = time.monotonic() + 0.05
+        while True:
+            got = []
+            for cam in sorted(open_cams):
+                try:
+                    got.append(self.queues[cam].get_nowait())
+                except queue.Empty:
+                    pass
+            if got or time.monotonic() > deadline:
+                return got
+            time.sleep(0.002)
+
+    def _detect_loop(self) -> None:
+        open_cams = set(self.queues)
+        while open_cams:
+            items = self._next_frames(open_cams)
+            frames = [f for f in items if isinstance(f, Frame)]
+            dets = self.detector.detect([f.image for f in frames], conf=self.config.detector.conf) if frames else []
+            for frame, ds in zip(frames, dets):
+                self.read_queue.put(self._track(frame, ds))
+            for end in (i for i in items if isinstance(i, EndOfStream)):
+                open_cams.discard(end.camera_id)
+                ended = self.trackers[end.camera_id].flush()
+                self.read_queue.put(ReadJob(Frame(end.camera_id, -1, 0.0, np.zeros((1, 1, 3), np.uint8), 0.0),
+                                            [], [], ended, end))
+        self.read_queue.put(None)
+
+    def _track(self, frame: Frame, detections: list[Detection]) -> ReadJob:
+        cam = frame.camera_id
+        detections = [d for d in detections if _in_roi(d.box, self.roi[cam])]
+        tracker = self.trackers[cam]
+        tracks = tracker.update(detections, frame.index)
+        to_read = []
+        for t in tracks:
+            if not t.matched:
+                continue
+            state = self.track_state.setdefault((cam, t.track_id), _TrackState())
+            c = crop_box(frame.image, t.box, self.config.ocr.crop_margin)
+            q = crop_quality(c)
+            if state.queued >= self.config.voting.max_reads_per_track and q <= state.best_quality:
+                continue
+            if (cam, t.track_id) in self.decided and q <= state.best_quality * SHARPER:
+                continue
+            state.queued += 1
+            state.best_quality = max(state.best_quality, q)
+            to_read.append((t, c))
+        ended = tracker.pop_ended()
+        for tid in ended:
+            self.track_state.pop((cam, tid), None)
+        return ReadJob(frame, tracks, to_read, ended)
+
+    # --- read + vote + publish ------------------------------------------------------------
+    def _read_loop(self) -> None:
+        done = False
+        while not done:
+            jobs = [self.read_queue.get()]
+            while len(jobs) < 8:  # batch the OCR over whatever else is waiting
+                try:
+                    jobs.append(self.read_queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in jobs:
+                done = True
+                jobs = jobs[:jobs.index(None)]
+            crops = [c for j in jobs for _, c in j.to_read]
+            reads = iter(self.recognizer.read(crops, self.config.ocr.batch_size) if crops else [])
+            for job in jobs:
+                self._vote(job, [(t, c, next(reads)) for t, c in job.to_read])
+
+    def _vote(self, job: ReadJob, reads) -> None:
+        f = job.frame
+        voter = self.voters[f.camera_id]
+        for track, crop, r in reads:
+            if r.confidence < self.config.ocr.min_confidence:
+                continue
+            self.first_read.setdefault((f.camera_id, track.track_id), {}).setdefault(r.text, f.received)
+            d = voter.add(PlateRead(f.camera_id, track.track_id, f.index, f.timestamp, r.text, r.confidence,
+                                    r.char_confidences, r.region, track.box, crop))
+            if d:
+                self._publish(d)
+        for tid in job.ended:
+            d = voter.end_track(tid)
+            if d:
+                self._publish(d)
+            self.decided.discard((f.camera_id, tid))
+            self.first_read.pop((f.camera_id, tid), None)
+        if job.end_of_stream is None:
+            self.frames_done += 1
+            if self.save_video:
+                self._annotate(job)
+
+    def _publish(self, d: PlateDecision) -> None:
+        event = self.publisher.publish(d, self.clocks[d.camera_id])
+        self.events += 1
+        legible = self.first_read.get((d.camera_id, d.track_id), {}).get(d.plate)
+        if legible is not None:
+            self.latencies.append(time.monotonic() - legible)
+        self.decided.add((d.camera_id, d.track_id))
+        self.plates[(d.camera_id, d.track_id)] = d.plate
+        if self.jsonl:
+            self.jsonl.write(json.dumps(event) + "\n")
+            self.jsonl.flush()
+        if self.on_event:
+            self.on_event(event)
+        log.info("event %d: %s %s track %d (%s, confidence %.2f)", event["seq"], event["type"], d.plate,
+                 d.track_id, d.camera_id, d.confidence)
+
+    def _annotate(self, job: ReadJob) -> None:
+        img = job.frame.image.copy()
+        for t in job.tracks:
+            x1, y1, x2, y2 = (int(v) for v in t.box)
+            colour = (0, 220, 0) if t.matched else (0, 160, 255)
+            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
+            label = f"#{t.track_id} {self.plates.get((t.camera_id, t.track_id), '')}".strip()
+            cv2.putText(img, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+        if self._writer is None:
+            h, w = img.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
+        self._writer.write(img)
+
+    # --- running --------------------------------------------------------------------------
+    def stats(self) -> dict:
+        lat = sorted(self.latencies)
+        pct = (lambda p: round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 1)) if lat else (lambda p: None)
+        return {"frames": self.frames_done, "events": self.events,
+                "dropped": sum(c.dropped for c in self.captures),
+                "latency_ms_p50": pct(0.5), "latency_ms_p95": pct(0.95)}
+
+    def run(self, progress=None) -> dict:
+        """Run until every source ends (or `stop()`); returns the final stats."""
+        workers = [threading.Thread(target=self._detect_loop, name="detect", daemon=True),
+                   threading.Thread(target=self._read_loop, name="read", daemon=True)]
+        for t in self.captures + workers:
+            t.start()
+        start, last_log = time.monotonic(), time.monotonic()
+        try:
+            while workers[1].is_alive():
+                workers[1].join(0.2)
+                now = time.monotonic()
+                if progress:
+                    progress(self)
+                if now - last_log >= self.config.logging.stats_seconds:
+                    s = self.stats()
+                    log.info("%.1f fps, %d frames, %d events, %d dropped, latency p50 %s ms p95 %s ms",
+                             s["frames"] / (now - start), s["frames"], s["events"], s["dropped"],
+                             s["latency_ms_p50"], s["latency_ms_p95"])
+                    last_log = now
+        finally:
+            self.close()
+        s = self.stats()
+        s["fps"] = round(s["frames"] / max(1e-9, time.monotonic() - start), 2)
+        return s
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def close(self) -> None:
+        self.stop_event.set()
+        if self._writer is not None:
+            self._writer.release()
+        if self.jsonl:
+            self.jsonl.close()
+        self.publisher.close()

@@ -1,0 +1,147 @@
+"""Publish: each plate decision goes out as a versioned JSON event on a ZeroMQ PUB socket.
+
+A message is two frames, the topic `plate.<camera_id>` and the event as UTF-8 JSON, plus a
+third frame, the plate crop as JPEG, when `publisher.send_crop` is on. Corrections share
+the plate topic (a subscriber to `plate.` gets both) and say what they are in `type`.
+The event layout is documented in stream/EVENTS.md; change it only with `SCHEMA_VERSION`.
+
+`publish` returns the event it sent, so whatever else keeps events (the pipeline's JSONL
+journal) writes exactly what subscribers saw; the publisher itself only sends.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import cv2
+import numpy as np
+import zmq
+
+from config.schema import PublisherConfig
+from stream.messages import PlateDecision
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+LINGER_MS = 2000  # on close, how long queued events may still go out before they are dropped
+JPEG_QUALITY = 90
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+class PublishError(ValueError):
+    """The publisher cannot start; the message is one line naming the endpoint."""
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Turns a frame timestamp into wall-clock time: `epoch + timestamp` seconds since 1970.
+
+    0.0 for live sources, whose timestamps already are epoch seconds; for replay the file's
+    modification time, so replaying the same file gives the same times on every run.
+    """
+    epoch: float = 0.0
+
+
+def _iso(seconds: float) -> str:
+    # Whole milliseconds first, then integer date arithmetic: no float rounding in the text.
+    ms = round(seconds * 1000)
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+
+
+def _seen(seen: tuple[float, int], clock: Clock) -> dict:
+    timestamp, frame = seen
+    return {"time": _iso(clock.epoch + timestamp), "offset": round(float(timestamp), 6), "frame": int(frame)}
+
+
+def event_json(decision: PlateDecision, seq: int, event_id: str, clock: Clock) -> dict:
+    """The event for `decision`, as published (see stream/EVENTS.md).
+
+    Numbers are converted to Python floats and ints, since boxes and confidences may arrive
+    as numpy scalars, which `json` cannot write.
+    """
+    event = {
+        "type": "plate" if decision.correction_of is None else "correction",
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "seq": seq,
+        "camera_id": decision.camera_id,
+        "track_id": int(decision.track_id),
+        "plate": decision.plate,
+        "region": decision.region,
+        "confidence": round(float(decision.confidence), 4),
+        "char_confidences": [round(float(c), 4) for c in decision.char_confidences],
+        "candidates": [{"text": c.text, "score": round(float(c.score), 4)} for c in decision.candidates],
+        "box": [round(float(v), 1) for v in decision.box],
+        "first_seen": _seen(decision.first_seen, clock),
+        "last_seen": _seen(decision.last_seen, clock),
+        "reads": int(decision.reads),
+    }
+    if decision.correction_of is not None:
+        event["corrects"] = decision.correction_of
+    return event
+
+
+def _jpeg(crop: np.ndarray) -> bytes | None:
+    """The crop as JPEG, or None (logged) when OpenCV cannot encode it (empty, odd channels)."""
+    try:
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    except cv2.error:
+        ok = False
+    if not ok:
+        log.warning("plate crop of shape %s cannot be encoded as JPEG; event sent without it", crop.shape)
+        return None
+    return buf.tobytes()
+
+
+class EventPublisher:
+    """A bound PUB socket that sends one message per decision.
+
+    Not thread-safe (a ZeroMQ socket belongs to one thread): call it from the publish stage
+    only. Subscribers that fall `high_water_mark` messages behind lose events rather than
+    slowing the pipeline; `seq` lets them see the gap.
+    """
+
+    def __init__(self, config: PublisherConfig, first_seq: int = 1) -> None:
+        """Bind `config.endpoint` (a `*` port picks a free one; `endpoint` says which).
+
+        `first_seq` is the seq of the first event, for continuing the numbering of an
+        earlier run.
+        """
+        self.config = config
+        self._next_seq = first_seq
+        self._socket = zmq.Context.instance().socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, config.high_water_mark)
+        self._socket.setsockopt(zmq.LINGER, LINGER_MS)
+        try:
+            self._socket.bind(config.endpoint)
+        except zmq.ZMQError as e:
+            self._socket.close(linger=0)
+            # zmq.strerror: the reason alone, without the address pyzmq appends to str(e)
+            raise PublishError(f"cannot publish on {config.endpoint}: {zmq.strerror(e.errno)}") from None
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def publish(self, decision: PlateDecision, clock: Clock) -> dict:
+        """Send `decision` with the next seq and a fresh event_id; return the event sent."""
+        event = event_json(decision, self._next_seq, uuid.uuid4().hex, clock)
+        self._next_seq += 1
+        frames = [f"plate.{decision.camera_id}".encode(), json.dumps(event, separators=(",", ":")).encode()]
+        if self.config.send_crop and decision.crop is not None:
+            jpeg = _jpeg(decision.crop)
+            if jpeg is not None:  # a crop that will not encode costs the event its picture only
+                frames.append(jpeg)
+        self._socket.send_multipart(frames)
+        return event
+
+    def close(self) -> None:
+        """Close the socket, giving queued events up to LINGER_MS to leave."""
+        self._socket.close()
+
+    def __enter__(self) -> EventPublisher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
