@@ -60,21 +60,14 @@ def test_missing_detector_weights(tmp_path):
 
 
 @pytest.mark.parametrize("size", [0, 4096])
-def test_corrupt_ocr_weights(tmp_path, no_network, size):
-    path = _garbage(tmp_path / "corrupt.pth", size)
+@pytest.mark.parametrize("load, name, says", [(PlateRecognizer, "corrupt.pth", "OCR weights unreadable"),
+                                              (PlateDetector, "corrupt.pt", "detector weights unreadable")])
+def test_corrupt_weights(tmp_path, no_network, size, load, name, says):
+    path = _garbage(tmp_path / name, size)
     with pytest.raises(ModelError) as e:
-        PlateRecognizer(path, device="cpu")
+        load(path, device="cpu")
     msg = str(e.value)
-    assert msg.startswith("OCR weights unreadable") and str(path) in msg and _one_line(msg), msg
-
-
-@pytest.mark.parametrize("size", [0, 4096])
-def test_corrupt_detector_weights(tmp_path, no_network, size):
-    path = _garbage(tmp_path / "corrupt.pt", size)
-    with pytest.raises(ModelError) as e:
-        PlateDetector(path, device="cpu")
-    msg = str(e.value)
-    assert msg.startswith("detector weights unreadable") and str(path) in msg and _one_line(msg), msg
+    assert msg.startswith(says) and str(path) in msg and _one_line(msg), msg
 
 
 def test_ocr_weights_are_loaded_from_the_file_named(tmp_path, no_network):

@@ -1,0 +1,395 @@
+"""The YAML configuration: defaults, a full file, one-line errors naming the key path, a fuzz
+test of the validator, and the command line's exit on a bad file. No models are loaded."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from config.schema import (CameraConfig, Config, ConfigError, DetectorConfig, LoggingConfig, OcrConfig,
+                           PublisherConfig, TrackerConfig, VotingConfig, load_config, parse_config)
+from models.detector import DEFAULT_WEIGHTS
+from models.formats import FORMATS
+from models.recognizer import NETWORK, OCR_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def error_of(data) -> str:
+    """The message of the ConfigError that `parse_config(data)` raises; it must be one line."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message, message
+    return message
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def cam(**kw) -> dict:
+    return {"id": "gate1", "source": "video.mp4", **kw}
+
+
+# --- defaults and a full file ---------------------------------------------------------------
+
+def test_no_document_gives_every_section_with_its_documented_default():
+    c = parse_config(None)
+    assert isinstance(c, Config)
+    assert c.cameras == []
+    assert c.detector == DetectorConfig(weights=str(DEFAULT_WEIGHTS), imgsz=384, conf=0.25, device="auto", half=True)
+    assert c.tracker == TrackerConfig(max_age=15, min_hits=2, iou_threshold=0.2)
+    assert c.ocr == OcrConfig(weights=str(OCR_DIR / f"{NETWORK}.pth"), min_confidence=0.2, crop_margin=0.06,
+                              batch_size=32)
+    assert c.voting == VotingConfig(min_reads_to_finalize=3, min_agreeing=2, min_confidence=0.6,
+                                    min_final_confidence=0.3, max_reads_per_track=12, candidates=3,
+                                    dedupe_seconds=10.0, require_format=False)
+    assert c.publisher == PublisherConfig(endpoint="tcp://127.0.0.1:5556", send_crop=False, high_water_mark=1000)
+    assert c.logging == LoggingConfig(level="INFO", stats_seconds=5.0)
+    # plate_formats defaults to the table in models/formats.py: every family, every regex, once each
+    assert set(c.plate_formats) == {f.family for f in FORMATS}
+    for f in FORMATS:
+        assert f.regex() in c.plate_formats[f.family]
+    assert all(len(v) == len(set(v)) for v in c.plate_formats.values())
+    # an empty mapping is the same as no document, and each call gets its own objects
+    assert parse_config({}) == c
+    parse_config(None).plate_formats.clear()
+    assert parse_config(None) == c
+
+
+FULL_YAML = """\
+cameras:
+  - id: gate1
+    source: rtsp://user:pass@10.0.0.5/stream
+    roi: [[0, 300], [1280, 300], [1280, 720], [0, 720]]
+    max_fps: 10
+  - id: lane_2
+    source: 0
+  - id: yard-3
+    source: /data/yard
+    roi: null
+    max_fps: 2.5
+detector:
+  weights: models/detector/other.onnx
+  imgsz: 640
+  conf: 0.4
+  device: cuda:1
+  half: false
+tracker:
+  max_age: 30
+  min_hits: 3
+  iou_threshold: 0.3
+ocr:
+  weights: models/ocr/other.pth
+  min_confidence: 0.1
+  crop_margin: 0.1
+  batch_size: 8
+voting:
+  min_reads_to_finalize: 4
+  min_agreeing: 3
+  min_confidence: 0.7
+  min_final_confidence: 0.4
+  max_reads_per_track: 20
+  candidates: 5
+  dedupe_seconds: 30
+  require_format: true
+plate_formats:
+  uk: ['^[A-Z]{2}[0-9]{2}[A-Z]{3}$']
+  custom: ['^[0-9]{3}[A-Z]{3}$', '^[A-Z]{3}[0-9]{3}$']
+publisher:
+  endpoint: ipc:///tmp/plates
+  send_crop: true
+  high_water_mark: 50
+logging:
+  level: DEBUG
+  stats_seconds: 1
+"""
+
+
+def test_a_full_file_loads_with_the_values_given(tmp_path):
+    path = tmp_path / "full.yaml"
+    path.write_text(FULL_YAML, encoding="utf-8")
+    c = load_config(path)
+    assert c.cameras == [
+        CameraConfig("gate1", "rtsp://user:pass@10.0.0.5/stream",
+                     [[0.0, 300.0], [1280.0, 300.0], [1280.0, 720.0], [0.0, 720.0]], 10.0),
+        CameraConfig("lane_2", 0),
+        CameraConfig("yard-3", "/data/yard", None, 2.5),
+    ]
+    assert isinstance(c.cameras[1].source, int)
+    assert all(isinstance(v, float) for p in c.cameras[0].roi for v in p)
+    assert isinstance(c.cameras[0].max_fps, float)
+    assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False)
+    assert c.tracker == TrackerConfig(30, 3, 0.3)
+    assert c.ocr == OcrConfig("models/ocr/other.pth", 0.1, 0.1, 8)
+    assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)
+    assert c.plate_formats == {"uk": ["^[A-Z]{2}[0-9]{2}[A-Z]{3}$"],
+                               "custom": ["^[0-9]{3}[A-Z]{3}$", "^[A-Z]{3}[0-9]{3}$"]}
+    assert c.publisher == PublisherConfig("ipc:///tmp/plates", True, 50)
+    assert c.logging == LoggingConfig("DEBUG", 1.0)
+    # every key of the schema is covered by the file above
+    for f in dataclasses.fields(Config):
+        assert f"\n{f.name}:" in "\n" + FULL_YAML
+    for section in (DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig, LoggingConfig,
+                    CameraConfig):
+        for f in dataclasses.fields(section):
+            assert f" {f.name}:" in FULL_YAML, f.name
+
+
+def test_a_partial_section_keeps_the_other_defaults():
+    c = parse_config({"detector": {"imgsz": 320}, "voting": {"candidates": 1}})
+    assert c.detector.imgsz == 320 and c.detector.conf == 0.25 and c.detector.device == "auto"
+    assert c.voting.candidates == 1 and c.voting.min_reads_to_finalize == 3
+    assert c.tracker == TrackerConfig()
+
+
+def test_an_empty_file_means_all_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("", encoding="utf-8")
+    assert load_config(path) == parse_config(None)
+    path.write_text("# only a comment\n", encoding="utf-8")
+    assert load_config(path) == parse_config(None)
+
+
+# --- errors name the key path, on one line --------------------------------------------------
+
+@pytest.mark.parametrize("data, path, words", [
+    # unknown keys, at the top and nested
+    ({"detectr": {}}, "detectr", "unknown key"),
+    ({"detector": {"imgsize": 320}}, "detector.imgsize", "unknown key"),
+    ({"cameras": [cam(max_fsp=5)]}, "cameras[0].max_fsp", "unknown key"),
+    ({"cameras": [cam(), {"id": "b", "source": 1, "rio": []}]}, "cameras[1].rio", "unknown key"),
+    # wrong types
+    ({"detector": {"imgsz": "384"}}, "detector.imgsz", "expected an integer"),
+    ({"detector": {"imgsz": True}}, "detector.imgsz", "expected an integer"),
+    ({"ocr": {"batch_size": 8.0}}, "ocr.batch_size", "expected an integer"),
+    ({"detector": {"conf": "high"}}, "detector.conf", "expected a number"),
+    ({"detector": {"conf": False}}, "detector.conf", "expected a number"),
+    ({"detector": {"half": "yes"}}, "detector.half", "expected true or false"),
+    ({"detector": {"half": 1}}, "detector.half", "expected true or false"),
+    ({"cameras": [cam(source=1.5)]}, "cameras[0].source", "expected str or int"),
+    ({"cameras": [cam(source=True)]}, "cameras[0].source", "expected str or int"),
+    ({"cameras": [cam(id=7)]}, "cameras[0].id", "expected a string"),
+    ({"detector": [1, 2]}, "detector", "expected a mapping"),
+    ({"detector": ["imgsz", 320]}, "detector", "expected a mapping"),
+    ({"cameras": {"id": "a", "source": 0}}, "cameras", "expected a list"),
+    ({"cameras": [["a", 0]]}, "cameras[0]", "expected a mapping"),
+    ({"plate_formats": ["^A$"]}, "plate_formats", "expected a mapping"),
+    ({"plate_formats": {"uk": "^A$"}}, "plate_formats.uk", "expected a list"),
+    ({"plate_formats": {"uk": ["^A$", 5]}}, "plate_formats.uk[1]", "expected a string"),
+    ({"cameras": [cam(roi=[[0, 0], [1, "x"], [2, 2]])]}, "cameras[0].roi", "expected"),
+    ({"detector": {"conf": 10 ** 400}}, "detector.conf", "too large"),
+    # bad values
+    ({"cameras": [cam(max_fps=-5)]}, "cameras[0].max_fps", "must be > 0, got -5.0"),
+    ({"cameras": [cam(max_fps=0)]}, "cameras[0].max_fps", "must be > 0"),
+    ({"cameras": [cam(source=-1)]}, "cameras[0].source", ">= 0"),
+    ({"cameras": [cam(source="  ")]}, "cameras[0].source", "must not be empty"),
+    ({"cameras": [cam(id="gate 1")]}, "cameras[0].id", "letters, digits"),
+    ({"cameras": [cam(id="")]}, "cameras[0].id", "letters, digits"),
+    ({"detector": {"imgsz": 300}}, "detector.imgsz", "multiple of 32, got 300"),
+    ({"detector": {"imgsz": 0}}, "detector.imgsz", "multiple of 32"),
+    ({"detector": {"conf": 0}}, "detector.conf", "between 0 and 1"),
+    ({"detector": {"conf": 1.0}}, "detector.conf", "between 0 and 1"),
+    ({"detector": {"conf": 1.5}}, "detector.conf", "between 0 and 1"),
+    ({"detector": {"conf": float("nan")}}, "detector.conf", "between 0 and 1"),
+    ({"detector": {"device": "gpu"}}, "detector.device", "'gpu'"),
+    ({"detector": {"device": "cuda:x"}}, "detector.device", "cuda:N"),
+    ({"tracker": {"max_age": 0}}, "tracker.max_age", ">= 1"),
+    ({"tracker": {"iou_threshold": 1}}, "tracker.iou_threshold", "[0, 1)"),
+    ({"ocr": {"crop_margin": 0.6}}, "ocr.crop_margin", "[0, 0.5]"),
+    ({"logging": {"level": "VERBOSE"}}, "logging.level", "'VERBOSE'"),
+    ({"logging": {"level": "info"}}, "logging.level", "DEBUG, INFO"),
+    ({"logging": {"stats_seconds": 0}}, "logging.stats_seconds", "> 0"),
+    ({"publisher": {"endpoint": "http://0.0.0.0:80"}}, "publisher.endpoint", "tcp://"),
+    ({"publisher": {"endpoint": "127.0.0.1:5556"}}, "publisher.endpoint", "tcp://"),
+    ({"publisher": {"high_water_mark": 0}}, "publisher.high_water_mark", ">= 1"),
+    ({"plate_formats": {"uk": ["^[A-Z]{2}$", "^[A-Z(2}$"]}}, "plate_formats.uk[1]", "bad regex"),
+    ({"plate_formats": {"uk": ["a{99999999999}"]}}, "plate_formats.uk[0]", "bad regex"),
+    ({"cameras": [cam(), cam(source=0)]}, "cameras", "unique"),
+    ({"cameras": [cam(roi=[[0, 0], [10, 10]])]}, "cameras[0].roi", "at least 3"),
+    ({"cameras": [cam(roi=[[0, 0], [10, 10], [5, 5, 5]])]}, "cameras[0].roi", "[x, y]"),
+    ({"voting": {"max_reads_per_track": 2}}, "voting.max_reads_per_track", "min_reads_to_finalize (3), got 2"),
+    ({"voting": {"min_reads_to_finalize": 13}}, "voting.max_reads_per_track", "got 12"),
+    ({"voting": {"min_confidence": 1.5}}, "voting.min_confidence", "[0, 1]"),
+    ({"voting": {"dedupe_seconds": -1}}, "voting.dedupe_seconds", ">= 0"),
+    # required camera keys
+    ({"cameras": [{"source": 0}]}, "cameras[0].id", "required key missing"),
+    ({"cameras": [cam(), {"id": "b"}]}, "cameras[1].source", "required key missing"),
+    # not a mapping at the top
+    ([1, 2], "config", "expected a mapping"),
+    ("cameras", "config", "expected a mapping"),
+])
+def test_an_error_names_the_key_path_on_one_line(data, path, words):
+    message = error_of(data)
+    assert message.startswith(f"{path}: "), message
+    assert words in message, message
+
+
+def test_a_strange_key_is_quoted_so_the_message_stays_one_line():
+    assert error_of({"a\nb": 1}).startswith("'a\\nb': unknown key")
+    assert error_of({None: 1}).startswith("None: unknown key")
+    assert error_of({"plate_formats": {"x\ny": 5}}).startswith("plate_formats.'x\\ny': expected a list")
+
+
+def _write(tmp_path: Path, text: str | bytes, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    # a tab where indentation is expected
+    path = _write(tmp_path, "detector:\n  imgsz: 384\n\tconf: 0.3\n")
+    m = load_error(path)
+    assert m.startswith(f"{path}: line 3 column 1 malformed YAML:"), m
+    # an unclosed flow sequence: reported where the parser gives up, the next mapping key
+    path = _write(tmp_path, "detector:\n  imgsz: 384\ncameras: [1, 2\nlogging:\n  level: INFO\n")
+    m = load_error(path)
+    assert m.startswith(f"{path}: line 4 ") and "malformed YAML" in m and "']'" in m, m
+    # a control character (no problem mark: the line comes from its position)
+    path = _write(tmp_path, "detector:\n  device: c\x07pu\n")
+    m = load_error(path)
+    assert m.startswith(f"{path}: line 2 malformed YAML: unacceptable character"), m
+    # a bad explicit tag (PyYAML raises ValueError, not a YAMLError)
+    m = load_error(_write(tmp_path, "detector:\n  imgsz: !!int big\n"))
+    assert "malformed YAML" in m and "big" in m, m
+
+
+def test_a_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    assert load_error(path) == f"config file not found: {path}"
+
+
+def test_a_file_that_is_not_utf8(tmp_path):
+    path = _write(tmp_path, "logging:\n  level: INFO # \xe9t\xe9\n".encode("latin-1"))
+    m = load_error(path)
+    assert m.startswith(f"config file unreadable: {path}:") and "utf-8" in m, m
+
+
+def test_a_folder_instead_of_a_file(tmp_path):
+    assert load_error(tmp_path).startswith(f"config file unreadable: {tmp_path}:")
+
+
+def test_a_file_whose_top_level_is_a_list(tmp_path):
+    m = load_error(_write(tmp_path, "- id: gate1\n  source: 0\n"))
+    assert m.startswith("config: expected a mapping"), m
+
+
+def test_file_errors_name_the_key_path_too(tmp_path):
+    m = load_error(_write(tmp_path, "cameras:\n  - id: a\n    source: 0\n    max_fsp: 5\n"))
+    assert m.startswith("cameras[0].max_fsp: unknown key"), m
+
+
+# --- fuzz: only ConfigError, ever ---------------------------------------------------------------
+
+def _schema_keys() -> list[str]:
+    keys = set()
+    for t in (Config, CameraConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig,
+              LoggingConfig):
+        keys.update(f.name for f in dataclasses.fields(t))
+    return sorted(keys | {"uk", "eu"})
+
+
+SCHEMA_KEYS = _schema_keys()
+SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+
+scalars = (st.none() | st.booleans() | st.integers() | st.integers(-5, 1000)
+           | st.floats(allow_nan=True, allow_infinity=True) | st.floats(-2, 2)
+           | st.text(max_size=12) | st.sampled_from(["auto", "cpu", "cuda:0", "INFO", "tcp://127.0.0.1:1",
+                                                    "^[A-Z]{2}$", "([", "a{99999999999}", "0", "rtsp://x",
+                                                    10 ** 400, -(10 ** 400), "line\nbreak"]))
+keys = st.sampled_from(SCHEMA_KEYS) | st.text(max_size=8) | st.sampled_from([0, 1, None, "a\nb", ""])
+
+
+def _trees(leaves):
+    return st.recursive(leaves, lambda children: st.lists(children, max_size=4)
+                        | st.dictionaries(keys, children, max_size=5), max_leaves=25)
+
+
+trees = _trees(scalars)
+# Documents shaped like a config: known sections, some with known keys, random values below.
+section_values = st.dictionaries(st.sampled_from(SCHEMA_KEYS), trees, max_size=6) | trees
+camera_lists = st.lists(st.dictionaries(st.sampled_from(["id", "source", "roi", "max_fps"]) | keys, trees,
+                                        max_size=5), max_size=3)
+config_like = st.fixed_dictionaries({}, optional={
+    **{name: section_values for name in SECTIONS if name not in ("cameras", "plate_formats")},
+    "cameras": camera_lists | trees,
+    "plate_formats": st.dictionaries(st.text(max_size=4), st.lists(st.text(max_size=10) | trees, max_size=3),
+                                     max_size=3) | trees,
+})
+
+
+
+def _paths(node, prefix=()):
+    """Every path (of keys and indexes) into a parsed YAML document, leaves and branches."""
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        yield from _paths(v, prefix + (k,))
+
+
+VALID = yaml.safe_load(FULL_YAML)
+VALID_PATHS = [p for p in _paths(VALID) if p]
+
+
+@st.composite
+def one_value_changed(draw):
+    """The full valid document with one value (anywhere in it) replaced by a random one."""
+    doc = copy.deepcopy(VALID)
+    *parent, last = draw(st.sampled_from(VALID_PATHS))
+    node = doc
+    for k in parent:
+        node = node[k]
+    node[last] = draw(trees)
+    return doc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(config_like, trees, st.dictionaries(keys, trees, max_size=6), one_value_changed()))
+def test_fuzz_any_document_gives_a_config_or_a_one_line_config_error(data):
+    try:
+        c = parse_config(data)
+    except ConfigError as e:
+        message = str(e)
+        assert message and "\n" not in message
+        return
+    assert isinstance(c, Config)
+    assert all(isinstance(cam.source, (str, int)) for cam in c.cameras)
+    assert 0 < c.detector.conf < 1 and c.detector.imgsz % 32 == 0  # what validation promises held
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+def test_run_stream_with_a_bad_config_exits_2_with_one_line(tmp_path):
+    bad = _write(tmp_path, "cameras:\n  - id: gate1\n    source: 0\n    max_fps: -5\n", "BAD.yaml")
+    r = subprocess.run([sys.executable, "run_stream.py", "--config", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines == ["error: config: cameras[0].max_fps: must be > 0, got -5.0"], r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_run_stream_with_malformed_yaml_exits_2_with_one_line(tmp_path):
+    bad = _write(tmp_path, "detector: [1, 2\n", "BAD.yaml")
+    r = subprocess.run([sys.executable, "run_stream.py", "--config", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: config:") and "malformed YAML" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
