@@ -134,11 +134,25 @@ class PublisherConfig:
     endpoint: str = "tcp://127.0.0.1:5556"  # ZeroMQ PUB bind address (loopback unless you mean otherwise)
     send_crop: bool = False  # add the plate crop as a JPEG third frame
     high_water_mark: int = 1000  # messages queued per subscriber before ZeroMQ drops
+    # ZeroMQ REP bind address answering "events after seq N" from the journal (needs journal.enabled)
+    replay_endpoint: str = "tcp://127.0.0.1:5557"
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
-        _check(self.endpoint.split("://")[0] in ("tcp", "ipc", "inproc"), f"{path}endpoint",
-               f"must be tcp://, ipc:// or inproc://, got {self.endpoint!r}")
+        for name in ("endpoint", "replay_endpoint"):
+            _check(getattr(self, name).split("://")[0] in ("tcp", "ipc", "inproc"), f"{path}{name}",
+                   f"must be tcp://, ipc:// or inproc://, got {getattr(self, name)!r}")
         _check(self.high_water_mark >= 1, f"{path}high_water_mark", f"must be >= 1, got {self.high_water_mark}")
+
+
+@dataclass
+class JournalConfig:
+    enabled: bool = True  # write every event to an SQLite journal before publishing it
+    path: str = "events.db"  # the journal file; a relative path is relative to the working directory
+    retention_days: float = 30.0  # events older than this are deleted (the latest one is always kept)
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.path.strip() != "", f"{path}path", "must not be empty")
+        _check(self.retention_days > 0, f"{path}retention_days", f"must be > 0, got {self.retention_days}")
 
 
 @dataclass
@@ -163,6 +177,7 @@ class Config:
     # voting.require_format reject what matches none.
     plate_formats: dict[str, list[str]] = field(default_factory=_default_formats)
     publisher: PublisherConfig = field(default_factory=PublisherConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."

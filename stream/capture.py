@@ -86,6 +86,7 @@ class Capture(threading.Thread):
         self.read = 0  # frames read from the source
         self.dropped = 0  # live frames discarded because processing was behind
         self.total: int | None = None  # frames in a replay source, when known
+        self.fps: float | None = None  # the source's frame rate, when it tells
 
     def _put(self, frame: Frame) -> bool:
         """Queue `frame`; False when a replay is stopped while waiting for room (not queued)."""
@@ -127,6 +128,7 @@ class Capture(threading.Thread):
             yield f"cannot open {redact(self.source)}"
             return
         fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        self.fps = fps or None
         if not self.live:
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             self.total = n if n > 0 else None

@@ -57,6 +57,7 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     base.publisher.endpoint = "tcp://127.0.0.1:*"
+    base.journal.enabled = False  # scoring runs are not events to keep (nor to number after the real ones)
     base.logging.stats_seconds = 1e9
     cars = right = extra = frames = 0
     latencies, seconds, models = [], 0.0, None

@@ -30,8 +30,10 @@ from models.formats import family_matcher, from_regexes
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
 from stream.capture import Capture, EndOfStream, check_source, is_live
+from stream.journal import Journal
 from stream.messages import Frame, PlateDecision, PlateRead, Track
 from stream.publish import Clock, EventPublisher
+from stream.replay import ReplayServer
 from stream.vote import PlateVoter
 from trackers.kalman import SortTracker
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 FRAME_QUEUE = 8  # frames buffered per camera
 READ_QUEUE = 16  # frames' worth of crops waiting for OCR
 SHARPER = 1.2  # after a plate is decided, a new crop is read only when this much better
+EDGE = 2  # px: boxes this close to the frame border are not read
 
 
 @dataclass
@@ -105,7 +108,11 @@ class Pipeline:
                                            config.tracker.iou_threshold) for c in config.cameras}
         family_of = family_matcher(config.plate_formats)
         self.voters = {c.id: PlateVoter(config.voting, family_of) for c in config.cameras}
-        self.publisher = EventPublisher(config.publisher)
+        j = config.journal
+        self.journal = Journal(j.path, j.retention_days) if j.enabled else None
+        self.publisher = EventPublisher(config.publisher, self.journal)
+        # replay answers from the journal: without one there is nothing to serve
+        self.replay = ReplayServer(j.path, config.publisher.replay_endpoint) if self.journal else None
         self.jsonl = open(jsonl, "a", encoding="utf-8") if jsonl else None
         self.save_video = save_video
         self.on_event = on_event
@@ -157,8 +164,11 @@ class Pipeline:
         tracker = self.trackers[cam]
         tracks = tracker.update(detections, frame.index)
         to_read = []
+        h, w = frame.image.shape[:2]
         for t in tracks:
-            if not t.matched:
+            x1, y1, x2, y2 = t.box
+            # A plate cut by the frame edge reads as a confident partial text: wait for all of it.
+            if not t.matched or x1 < EDGE or y1 < EDGE or x2 > w - EDGE or y2 > h - EDGE:
                 continue
             state = self.track_state.setdefault((cam, t.track_id), _TrackState())
             c = crop_box(frame.image, t.box, self.config.ocr.crop_margin)
@@ -212,7 +222,7 @@ class Pipeline:
             self.first_read.pop((f.camera_id, tid), None)
         if job.end_of_stream is None:
             self.frames_done += 1
-            if self.save_video:
+            if self.save_video and f.camera_id == self.config.cameras[0].id:  # one video: the first camera
                 self._annotate(job)
 
     def _publish(self, d: PlateDecision) -> None:
@@ -241,7 +251,8 @@ class Pipeline:
             cv2.putText(img, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
         if self._writer is None:
             h, w = img.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
+            fps = next((c.fps for c in self.captures if c.camera_id == job.frame.camera_id and c.fps), 15.0)
+            self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         self._writer.write(img)
 
     # --- running --------------------------------------------------------------------------
@@ -256,6 +267,8 @@ class Pipeline:
         """Run until every source ends (or `stop()`); returns the final stats."""
         workers = [threading.Thread(target=self._detect_loop, name="detect", daemon=True),
                    threading.Thread(target=self._read_loop, name="read", daemon=True)]
+        if self.replay:
+            self.replay.start()
         for t in self.captures + workers:
             t.start()
         start, last_log = time.monotonic(), time.monotonic()
@@ -287,3 +300,7 @@ class Pipeline:
         if self.jsonl:
             self.jsonl.close()
         self.publisher.close()
+        if self.replay:
+            self.replay.stop()
+        if self.journal:
+            self.journal.close()

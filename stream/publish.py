@@ -3,10 +3,12 @@
 A message is two frames, the topic `plate.<camera_id>` and the event as UTF-8 JSON, plus a
 third frame, the plate crop as JPEG, when `publisher.send_crop` is on. Corrections share
 the plate topic (a subscriber to `plate.` gets both) and say what they are in `type`.
-The event layout is documented in stream/EVENTS.md; change it only with `SCHEMA_VERSION`.
+The event layout is documented in the README (Event schema); change it only with `SCHEMA_VERSION`.
 
-`publish` returns the event it sent, so whatever else keeps events (the pipeline's JSONL
-journal) writes exactly what subscribers saw; the publisher itself only sends.
+With a journal (stream/journal.py) each event is written there before it is sent, so a
+subscriber can fetch what it missed from the replay server, and seq continues from the
+journal's last event across restarts. `publish` returns the event it sent, so whatever
+else keeps events (the pipeline's JSONL file) writes exactly what subscribers saw.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 import zmq
 
 from config.schema import PublisherConfig
+from stream.journal import Journal
 from stream.messages import PlateDecision
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ def _seen(seen: tuple[float, int], clock: Clock) -> dict:
 
 
 def event_json(decision: PlateDecision, seq: int, event_id: str, clock: Clock) -> dict:
-    """The event for `decision`, as published (see stream/EVENTS.md).
+    """The event for `decision`, as published (layout: README, "Event schema").
 
     Numbers are converted to Python floats and ints, since boxes and confidences may arrive
     as numpy scalars, which `json` cannot write.
@@ -102,17 +105,19 @@ class EventPublisher:
 
     Not thread-safe (a ZeroMQ socket belongs to one thread): call it from the publish stage
     only. Subscribers that fall `high_water_mark` messages behind lose events rather than
-    slowing the pipeline; `seq` lets them see the gap.
+    slowing the pipeline; `seq` lets them see the gap, and the replay server fills it from
+    the journal.
     """
 
-    def __init__(self, config: PublisherConfig, first_seq: int = 1) -> None:
+    def __init__(self, config: PublisherConfig, journal: Journal | None = None) -> None:
         """Bind `config.endpoint` (a `*` port picks a free one; `endpoint` says which).
 
-        `first_seq` is the seq of the first event, for continuing the numbering of an
-        earlier run.
+        With a `journal`, every event is appended to it before it is sent, and seq continues
+        from its last event; without one, seq starts at 1.
         """
         self.config = config
-        self._next_seq = first_seq
+        self.journal = journal
+        self._next_seq = 1 if journal is None else journal.last_seq() + 1
         self._socket = zmq.Context.instance().socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, config.high_water_mark)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
@@ -125,8 +130,14 @@ class EventPublisher:
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def publish(self, decision: PlateDecision, clock: Clock) -> dict:
-        """Send `decision` with the next seq and a fresh event_id; return the event sent."""
+        """Journal and send `decision` with the next seq and a fresh event_id; return the event.
+
+        A journal that cannot take the event raises JournalError, and the event is not sent:
+        nothing goes out that a subscriber could not fetch again.
+        """
         event = event_json(decision, self._next_seq, uuid.uuid4().hex, clock)
+        if self.journal is not None:
+            self.journal.append(event)
         self._next_seq += 1
         frames = [f"plate.{decision.camera_id}".encode(), json.dumps(event, separators=(",", ":")).encode()]
         if self.config.send_crop and decision.crop is not None:
@@ -137,7 +148,8 @@ class EventPublisher:
         return event
 
     def close(self) -> None:
-        """Close the socket, giving queued events up to LINGER_MS to leave."""
+        """Close the socket, giving queued events up to LINGER_MS to leave (the journal is
+        its owner's to close)."""
         self._socket.close()
 
     def __enter__(self) -> EventPublisher:

@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.schema import (CameraConfig, Config, ConfigError, DetectorConfig, LoggingConfig, OcrConfig,
-                           PublisherConfig, TrackerConfig, VotingConfig, load_config, parse_config)
+from config.schema import (CameraConfig, Config, ConfigError, DetectorConfig, JournalConfig, LoggingConfig,
+                           OcrConfig, PublisherConfig, TrackerConfig, VotingConfig, load_config, parse_config)
 from models.detector import DEFAULT_WEIGHTS
 from models.formats import FORMATS
 from models.recognizer import NETWORK, OCR_DIR
@@ -56,7 +56,9 @@ def test_no_document_gives_every_section_with_its_documented_default():
     assert c.voting == VotingConfig(min_reads_to_finalize=3, min_agreeing=2, min_confidence=0.6,
                                     min_final_confidence=0.3, max_reads_per_track=12, candidates=3,
                                     dedupe_seconds=10.0, require_format=False)
-    assert c.publisher == PublisherConfig(endpoint="tcp://127.0.0.1:5556", send_crop=False, high_water_mark=1000)
+    assert c.publisher == PublisherConfig(endpoint="tcp://127.0.0.1:5556", send_crop=False, high_water_mark=1000,
+                                          replay_endpoint="tcp://127.0.0.1:5557")
+    assert c.journal == JournalConfig(enabled=True, path="events.db", retention_days=30.0)
     assert c.logging == LoggingConfig(level="INFO", stats_seconds=5.0)
     # plate_formats defaults to the table in models/formats.py: every family, every regex, once each
     assert set(c.plate_formats) == {f.family for f in FORMATS}
@@ -112,6 +114,11 @@ publisher:
   endpoint: ipc:///tmp/plates
   send_crop: true
   high_water_mark: 50
+  replay_endpoint: ipc:///tmp/plates-replay
+journal:
+  enabled: false
+  path: /var/lib/alpr/events.db
+  retention_days: 7
 logging:
   level: DEBUG
   stats_seconds: 1
@@ -137,13 +144,15 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)
     assert c.plate_formats == {"uk": ["^[A-Z]{2}[0-9]{2}[A-Z]{3}$"],
                                "custom": ["^[0-9]{3}[A-Z]{3}$", "^[A-Z]{3}[0-9]{3}$"]}
-    assert c.publisher == PublisherConfig("ipc:///tmp/plates", True, 50)
+    assert c.publisher == PublisherConfig("ipc:///tmp/plates", True, 50, "ipc:///tmp/plates-replay")
+    assert c.journal == JournalConfig(False, "/var/lib/alpr/events.db", 7.0)
+    assert isinstance(c.journal.retention_days, float)
     assert c.logging == LoggingConfig("DEBUG", 1.0)
     # every key of the schema is covered by the file above
     for f in dataclasses.fields(Config):
         assert f"\n{f.name}:" in "\n" + FULL_YAML
-    for section in (DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig, LoggingConfig,
-                    CameraConfig):
+    for section in (DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig, JournalConfig,
+                    LoggingConfig, CameraConfig):
         for f in dataclasses.fields(section):
             assert f" {f.name}:" in FULL_YAML, f.name
 
@@ -215,6 +224,15 @@ def test_an_empty_file_means_all_defaults(tmp_path):
     ({"publisher": {"endpoint": "http://0.0.0.0:80"}}, "publisher.endpoint", "tcp://"),
     ({"publisher": {"endpoint": "127.0.0.1:5556"}}, "publisher.endpoint", "tcp://"),
     ({"publisher": {"high_water_mark": 0}}, "publisher.high_water_mark", ">= 1"),
+    ({"publisher": {"replay_endpoint": "localhost:5557"}}, "publisher.replay_endpoint", "tcp://"),
+    ({"publisher": {"replay_endpoint": 5557}}, "publisher.replay_endpoint", "expected a string"),
+    ({"journal": {"enabled": "yes"}}, "journal.enabled", "expected true or false"),
+    ({"journal": {"path": ""}}, "journal.path", "must not be empty"),
+    ({"journal": {"path": None}}, "journal.path", "expected a string"),
+    ({"journal": {"retention_days": 0}}, "journal.retention_days", "must be > 0, got 0.0"),
+    ({"journal": {"retention_days": -1}}, "journal.retention_days", "> 0"),
+    ({"journal": {"retention_days": float("nan")}}, "journal.retention_days", "> 0"),
+    ({"journal": {"retention": 7}}, "journal.retention", "unknown key"),
     ({"plate_formats": {"uk": ["^[A-Z]{2}$", "^[A-Z(2}$"]}}, "plate_formats.uk[1]", "bad regex"),
     ({"plate_formats": {"uk": ["a{99999999999}"]}}, "plate_formats.uk[0]", "bad regex"),
     ({"cameras": [cam(), cam(source=0)]}, "cameras", "unique"),
@@ -300,7 +318,7 @@ def test_file_errors_name_the_key_path_too(tmp_path):
 def _schema_keys() -> list[str]:
     keys = set()
     for t in (Config, CameraConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig,
-              LoggingConfig):
+              JournalConfig, LoggingConfig):
         keys.update(f.name for f in dataclasses.fields(t))
     return sorted(keys | {"uk", "eu"})
 

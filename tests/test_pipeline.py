@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import pytest
 import zmq
 
@@ -22,18 +23,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_and_subscribe(video, tmp_path, name: str) -> tuple[list[dict], list[dict], subprocess.CompletedProcess]:
+def _run_and_subscribe(video, tmp_path, name: str, *extra: str
+                       ) -> tuple[list[dict], list[dict], subprocess.CompletedProcess]:
     """Run run_stream.py on `video` with a subscriber attached; (received, jsonl, process)."""
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(f"publisher:\n  endpoint: {endpoint}\nlogging:\n  level: WARNING\n")
+    # a journal of its own per run, so each run's seq starts at 1
+    cfg.write_text(f"publisher:\n  endpoint: {endpoint}\n  replay_endpoint: tcp://127.0.0.1:*\n"
+                   f"journal:\n  path: {tmp_path / name}.db\nlogging:\n  level: WARNING\n")
     jsonl = tmp_path / f"{name}.jsonl"
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"plate.")
     sub.connect(endpoint)  # before the publisher binds: ZeroMQ connects as soon as it is up
     proc = subprocess.Popen([sys.executable, "run_stream.py", "--config", str(cfg), "--source", str(video),
-                             "--jsonl", str(jsonl), "--quiet"], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
+                             "--jsonl", str(jsonl), "--quiet", *extra], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     received, deadline, exited_at = [], time.monotonic() + EVENT_WAIT_S, None
     try:
@@ -65,13 +69,16 @@ def video(tmp_path_factory):
 
 def test_one_correct_event_per_car_in_order(video, tmp_path):
     path, truth = video
-    received, journal, proc = _run_and_subscribe(path, tmp_path, "run")
+    annotated = tmp_path / "annotated.mp4"
+    received, journal, proc = _run_and_subscribe(path, tmp_path, "run", "--save-video", str(annotated))
     assert proc.returncode == 0, proc.stderr
     assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
     assert [e["type"] for e in received] == ["plate"] * len(received)
     by_first_seen = sorted(received, key=lambda e: e["first_seen"]["frame"])
     assert [e["plate"] for e in by_first_seen] == [c.plate for c in truth]
     assert received == journal  # the --jsonl file holds exactly what was published
+    cap = cv2.VideoCapture(str(annotated))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
 
 
 def test_replay_is_deterministic(video, tmp_path):

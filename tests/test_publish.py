@@ -19,6 +19,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from config.schema import PublisherConfig
 from conftest import ROOT, offline_env, run_module
+from stream.journal import Journal
 from stream.messages import Candidate, PlateDecision
 from stream.publish import SCHEMA_VERSION, Clock, EventPublisher, PublishError, event_json
 from stream.subscribe import receive
@@ -188,9 +189,13 @@ def test_same_decision_and_clock_give_the_same_event_but_its_id():
     assert event_json(decision(), 4, "id", REPLAY) == event_json(decision(), 4, "id", REPLAY)
 
 
-def test_first_seq_continues_the_numbering():
-    with EventPublisher(PublisherConfig(endpoint=ANY_PORT), first_seq=42) as p:
-        assert [p.publish(decision(), REPLAY)["seq"] for _ in range(3)] == [42, 43, 44]
+def test_seq_continues_from_the_journal(tmp_path):
+    journal = Journal(tmp_path / "events.db")
+    for run in range(2):  # a restart: a new publisher on the same journal
+        with EventPublisher(PublisherConfig(endpoint=ANY_PORT), journal) as p:
+            assert [p.publish(decision(), REPLAY)["seq"] for _ in range(3)] == [3 * run + 1, 3 * run + 2, 3 * run + 3]
+    assert [e["seq"] for e in journal.after(0, 10)] == [1, 2, 3, 4, 5, 6]
+    journal.close()
 
 
 def test_second_publisher_on_the_same_endpoint_fails_in_one_line(publisher):
