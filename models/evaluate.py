@@ -133,7 +133,7 @@ def evaluate(root: Path, predictions: Path | None, min_confidence: float, device
     from models.reader import PlateReader, load_image
 
     ds = load_dataset(root)
-    reader = PlateReader(device=device, min_confidence=min_confidence)
+    reader = PlateReader(device=device, min_confidence=min_confidence, detect=ds.kind == "stills")
     score = Score()
     try:
         out = predictions.open("w") if predictions else None
