@@ -58,6 +58,7 @@ class CameraConfig:
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(self.id != "" and all(c.isalnum() or c in "-_" for c in self.id), f"{path}id",
                f"must be letters, digits, - or _, got {self.id!r}")
+        _check(self.id != "process", f"{path}id", "'process' is reserved (health.process is the process's topic)")
         _check(not isinstance(self.source, str) or self.source.strip() != "", f"{path}source", "must not be empty")
         _check(not isinstance(self.source, int) or self.source >= 0, f"{path}source",
                f"a webcam index must be >= 0, got {self.source}")
@@ -65,6 +66,21 @@ class CameraConfig:
             _check(len(self.roi) >= 3 and all(len(p) == 2 for p in self.roi), f"{path}roi",
                    "must be a polygon of at least 3 [x, y] points")
         _check(self.max_fps is None or self.max_fps > 0, f"{path}max_fps", f"must be > 0, got {self.max_fps}")
+
+
+@dataclass
+class CaptureConfig:
+    """How live cameras (URLs, webcams) are kept up; replay sources are not affected."""
+    # no frame for this long (connecting included): the camera is lost, its open tracks are
+    # published, and it is connected again
+    stall_seconds: float = 10.0
+    max_backoff_seconds: float = 10.0  # pauses between reconnects double from 0.5 s up to this
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        for name in ("stall_seconds", "max_backoff_seconds"):
+            # finite: they become OpenCV timeouts in milliseconds
+            _check(0 < getattr(self, name) < float("inf"), f"{path}{name}",
+                   f"must be > 0 and finite, got {getattr(self, name)}")
 
 
 @dataclass
@@ -136,12 +152,14 @@ class PublisherConfig:
     high_water_mark: int = 1000  # messages queued per subscriber before ZeroMQ drops
     # ZeroMQ REP bind address answering "events after seq N" from the journal (needs journal.enabled)
     replay_endpoint: str = "tcp://127.0.0.1:5557"
+    health_seconds: float = 5.0  # period of the health.<camera_id> and health.process messages on endpoint
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         for name in ("endpoint", "replay_endpoint"):
             _check(getattr(self, name).split("://")[0] in ("tcp", "ipc", "inproc"), f"{path}{name}",
                    f"must be tcp://, ipc:// or inproc://, got {getattr(self, name)!r}")
         _check(self.high_water_mark >= 1, f"{path}high_water_mark", f"must be >= 1, got {self.high_water_mark}")
+        _check(self.health_seconds > 0, f"{path}health_seconds", f"must be > 0, got {self.health_seconds}")
 
 
 @dataclass
@@ -169,6 +187,7 @@ class LoggingConfig:
 @dataclass
 class Config:
     cameras: list[CameraConfig] = field(default_factory=list)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)

@@ -4,7 +4,12 @@ Sources: rtsp:// and http(s):// URLs and webcam indexes are *live*: when the que
 full the oldest frame is dropped (and counted), so processing always works on the newest
 picture. Video files, image files and folders of images are *replay*: nothing is ever
 dropped (the reader waits for room), and frames can be paced to the file's own clock.
-A source that ends puts `EndOfStream` on the queue.
+
+A replay source that ends puts `EndOfStream` on the queue. A live source never ends by
+itself: one that cannot be opened, fails a read or gives no frame for `stall_seconds` is
+connected again after a pause that doubles from BACKOFF_START up to `max_backoff_seconds`,
+forever; only `stop` ends it (and then it puts `EndOfStream`). Each capture keeps its state,
+last error and counters, which the pipeline publishes as health messages.
 """
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
+BACKOFF_START = 0.5  # s: the first pause before connecting again; doubles up to max_backoff_seconds
+POLL = 0.1  # s: how often a waiting capture looks at its stop event
+END_WAIT = 1.0  # s: after stop, the longest the end marker waits for room (the reader may have quit)
 
 
 class SourceError(ValueError):
@@ -73,27 +81,100 @@ def check_source(source: str | int) -> None:
         raise SourceError(f"not a readable video or image: {s}")
 
 
+class _Connection(threading.Thread):
+    """One connection to a live source, read in a thread of its own so that a read which
+    hangs (a stalled camera) can be abandoned: the capture connects again at once, and this
+    thread ends, releasing the source, when the backend's own timeout gives the read back."""
+
+    def __init__(self, name: str, source: str | int, timeout_s: float):
+        super().__init__(name=name, daemon=True)
+        self.source = source
+        self.timeout_ms = round(timeout_s * 1000)
+        # (epoch time, image) per frame, then one string: why the connection ended
+        self.items: queue.Queue[tuple[float, np.ndarray] | str] = queue.Queue(2)
+        self.abandoned = threading.Event()
+        self.fps: float | None = None  # the source's frame rate, when it tells
+
+    def _open(self) -> cv2.VideoCapture:
+        if isinstance(self.source, int):
+            return cv2.VideoCapture(self.source)  # a webcam: its driver's own read timeout applies
+        # The backend's timeouts bound how long an abandoned connection holds on to the source.
+        return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms,
+                                                              cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms])
+
+    def run(self) -> None:
+        cap = self._open()
+        try:
+            if not cap.isOpened():
+                self._give(f"cannot open {redact(self.source)}")
+                return
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or None
+            while not self.abandoned.is_set():
+                ok, img = cap.read()
+                if not ok or img is None:
+                    self._give("the stream ended or a read failed")
+                    return
+                if not self._give((time.time(), img)):
+                    return
+        finally:
+            cap.release()
+
+    def _give(self, item) -> bool:
+        """Hand `item` to the capture; False once the capture has abandoned this connection."""
+        while not self.abandoned.is_set():
+            try:
+                self.items.put(item, timeout=POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
 class Capture(threading.Thread):
-    """Reads one camera into `frames`. `realtime` paces replay to the file's clock."""
+    """Reads one camera into `frames`. `realtime` paces replay to the file's clock.
+
+    A live source that gives no frame for `stall_seconds` (connecting included) is dropped
+    and connected again; pauses between attempts double from BACKOFF_START up to
+    `max_backoff_seconds`, and start over once frames flow again.
+    """
 
     def __init__(self, camera_id: str, source: str | int, frames: queue.Queue, max_fps: float | None = None,
-                 realtime: bool = False, stop: threading.Event | None = None):
+                 realtime: bool = False, stop: threading.Event | None = None, stall_seconds: float = 10.0,
+                 max_backoff_seconds: float = 10.0):
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id, self.source, self.frames = camera_id, source, frames
         self.max_fps, self.realtime = max_fps, realtime
+        self.stall_seconds, self.max_backoff_seconds = stall_seconds, max_backoff_seconds
         self.live = is_live(source)
         self.stop_event = stop or threading.Event()
-        self.read = 0  # frames read from the source
+        self.read = 0  # frames read from the source (every connection of a live one)
+        self.queued = 0  # frames put on the queue (read, less those max_fps skipped)
         self.dropped = 0  # live frames discarded because processing was behind
         self.total: int | None = None  # frames in a replay source, when known
         self.fps: float | None = None  # the source's frame rate, when it tells
+        # connecting: no frame yet; streaming: frames arrive; reconnecting: a live source was
+        # lost (or never opened) and is retried; failed: a replay source that ended on an
+        # error; ended: a replay source that finished, or the capture was stopped.
+        self.state = "connecting"
+        self.last_error: str | None = None  # the latest reason a connection failed or the source ended early
+        self.reconnects = 0  # connection attempts after the first
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        """Record `state` (and `error`); a change of state is logged, one line."""
+        if error is not None:
+            self.last_error = error
+        if state == self.state:
+            return
+        self.state = state
+        level = {"reconnecting": logging.WARNING, "failed": logging.ERROR}.get(state, logging.INFO)
+        log.log(level, "camera %s: %s%s", self.camera_id, state, f" ({error})" if error else "")
 
     def _put(self, frame: Frame) -> bool:
         """Queue `frame`; False when a replay is stopped while waiting for room (not queued)."""
         if not self.live:
             while not self.stop_event.is_set():
                 try:
-                    self.frames.put(frame, timeout=0.1)
+                    self.frames.put(frame, timeout=POLL)
                     return True
                 except queue.Full:
                     continue
@@ -109,10 +190,10 @@ class Capture(threading.Thread):
                 except queue.Empty:
                     pass
 
-    def _images(self):
-        """(timestamp, image) pairs of the source, or a one-line error as a string."""
+    def _replay_images(self):
+        """(timestamp, image) pairs of a replay source, or a one-line error as a string."""
         path = Path(str(self.source))
-        if not self.live and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES):
+        if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
             self.total = len(files)
             for i, f in enumerate(files):
@@ -122,16 +203,14 @@ class Capture(threading.Thread):
                     continue
                 yield float(i), img
             return
-        src = int(self.source) if str(self.source).isdigit() else str(self.source)
-        cap = cv2.VideoCapture(src)
+        cap = cv2.VideoCapture(str(self.source))
         if not cap.isOpened():
             yield f"cannot open {redact(self.source)}"
             return
         fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
         self.fps = fps or None
-        if not self.live:
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            self.total = n if n > 0 else None
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.total = n if n > 0 else None
         index = 0
         try:
             while not self.stop_event.is_set():
@@ -139,21 +218,65 @@ class Capture(threading.Thread):
                 if not ok or img is None:
                     return
                 # Replay uses the file's own clock so results do not depend on speed.
-                t = time.time() if self.live else (index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+                t = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
                 index += 1
                 yield t, img
         finally:
             cap.release()
 
+    def _live_images(self):
+        """(epoch time, image) pairs of a live source, across as many connections as it takes,
+        until stop."""
+        source = int(self.source) if str(self.source).isdigit() else str(self.source)
+        delay = min(BACKOFF_START, self.max_backoff_seconds)
+        while True:
+            conn = _Connection(f"{self.name}-read", source, self.stall_seconds)
+            conn.start()
+            try:
+                error = yield from self._connection_images(conn)
+            finally:
+                conn.abandoned.set()
+            if error is None:  # stopped
+                return
+            if self.state == "streaming":  # it worked until now: the first retry comes soon
+                delay = min(BACKOFF_START, self.max_backoff_seconds)
+            self._set_state("reconnecting", error)
+            log.debug("camera %s: %s; reconnect %d in %.1f s", self.camera_id, error, self.reconnects + 1, delay)
+            if self.stop_event.wait(delay):
+                return
+            delay = min(2 * delay, self.max_backoff_seconds)
+            self.reconnects += 1
+
+    def _connection_images(self, conn: _Connection):
+        """The frames of one connection; returns why it ended, None when stopped."""
+        deadline = time.monotonic() + self.stall_seconds
+        while not self.stop_event.is_set():
+            try:
+                item = conn.items.get(timeout=POLL)
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    return f"no frame for {self.stall_seconds:g} s"
+                continue
+            if isinstance(item, str):
+                return item
+            if self.state != "streaming":
+                self.fps = conn.fps
+                self._set_state("streaming")
+            yield item
+            deadline = time.monotonic() + self.stall_seconds
+        return None
+
     def run(self) -> None:
-        error, index, last_t, start = None, 0, None, None
-        for item in self._images():
+        error, last_t, start = None, None, None
+        for item in self._live_images() if self.live else self._replay_images():
             if isinstance(item, str):
                 error = item
                 break
             t, img = item
             if self.stop_event.is_set():
                 break
+            if self.state == "connecting":  # replay (live sets it per connection)
+                self._set_state("streaming")
             self.read += 1
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 img = _to_bgr8(img)
@@ -166,23 +289,23 @@ class Capture(threading.Thread):
                     break
             last_t = t
             if self._put(Frame(self.camera_id, self.read - 1, t, img, time.monotonic())):
-                index += 1
-        if error:
-            log.error("camera %s: %s", self.camera_id, error)
-        self._put_end(EndOfStream(self.camera_id, index, error))
+                self.queued += 1
+        self._set_state("failed" if error else "ended", error)
+        self._put_end(EndOfStream(self.camera_id, self.queued, error))
 
     def _put_end(self, end: EndOfStream) -> None:
-        # The end marker must never be dropped, even from a live queue.
+        # The end marker is never dropped. After stop it waits END_WAIT at most: the
+        # pipeline then drains the queue and ends the camera itself.
+        give_up = None
         while True:
             try:
-                self.frames.put(end, timeout=0.1)
+                self.frames.put(end, timeout=POLL)
                 return
             except queue.Full:
-                if self.stop_event.is_set() and self.live:
-                    try:
-                        self.frames.get_nowait()
-                    except queue.Empty:
-                        pass
+                if self.stop_event.is_set():
+                    give_up = give_up or time.monotonic() + END_WAIT
+                    if time.monotonic() > give_up:
+                        return
 
 
 def _to_bgr8(img: np.ndarray) -> np.ndarray:

@@ -10,6 +10,11 @@ reading. The read thread runs the OCR on those crops in batches, votes per track
 publishes each decision (ZeroMQ, and JSONL when asked). Queues between the stages are
 bounded, and the read queue blocks the detect thread when OCR falls behind, so memory
 stays flat; live cameras then drop their oldest frames at capture.
+
+The read thread also owns the PUB socket's health messages: every `publisher.health_seconds`
+one `health.<camera_id>` per camera and one `health.process` (layout: README, "Health").
+`stop()` ends capture; `run()` then processes what is queued, finalizes every open track
+(its event is published) and returns.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ from models.recognizer import PlateRecognizer
 from stream.capture import Capture, EndOfStream, check_source, is_live
 from stream.journal import Journal
 from stream.messages import Frame, PlateDecision, PlateRead, Track
-from stream.publish import Clock, EventPublisher
+from stream.publish import SCHEMA_VERSION, Clock, EventPublisher, now_iso
 from stream.replay import ReplayServer
 from stream.vote import PlateVoter
 from trackers.kalman import SortTracker
@@ -43,16 +48,23 @@ FRAME_QUEUE = 8  # frames buffered per camera
 READ_QUEUE = 16  # frames' worth of crops waiting for OCR
 SHARPER = 1.2  # after a plate is decided, a new crop is read only when this much better
 EDGE = 2  # px: boxes this close to the frame border are not read
+STEADY = 0.12  # a box is read only when its width changed less than this share since the last frame
+IDLE_POLL = 0.2  # s: how often an idle read thread looks whether health messages are due
 
 
 @dataclass
 class ReadJob:
-    """One frame's output of the detect thread."""
+    """One frame's output of the detect thread, or (frame index -1, see `_ending`) only the
+    end of a camera's tracks."""
     frame: Frame
     tracks: list[Track]  # every reported track (for annotation)
     to_read: list[tuple[Track, np.ndarray]]  # tracks whose crop is worth an OCR read
     ended: list[int] = field(default_factory=list)  # track ids that ended at this frame
-    end_of_stream: EndOfStream | None = None
+
+
+def _ending(camera_id: str, ended: list[int]) -> ReadJob:
+    """A job without a frame that ends tracks: the camera's source ended or went silent."""
+    return ReadJob(Frame(camera_id, -1, 0.0, np.zeros((1, 1, 3), np.uint8), 0.0), [], [], ended)
 
 
 @dataclass
@@ -66,6 +78,7 @@ class Models:
 class _TrackState:
     queued: int = 0  # reads sent to OCR
     best_quality: float = 0.0
+    last_width: float | None = None  # box width in the track's previous matched frame
 
 
 def crop_quality(crop: np.ndarray) -> float:
@@ -92,8 +105,10 @@ class Pipeline:
         self.config = config
         self.stop_event = threading.Event()
         self.queues = {c.id: queue.Queue(FRAME_QUEUE) for c in config.cameras}
-        self.captures = [Capture(c.id, c.source, self.queues[c.id], c.max_fps, realtime, self.stop_event)
+        self.captures = [Capture(c.id, c.source, self.queues[c.id], c.max_fps, realtime, self.stop_event,
+                                 config.capture.stall_seconds, config.capture.max_backoff_seconds)
                          for c in config.cameras]
+        self._capture = {c.camera_id: c for c in self.captures}
         self.roi = {c.id: c.roi for c in config.cameras}
         # Replay times are seconds into the file; events date them from the file's mtime so
         # the same file gives the same events.
@@ -126,36 +141,53 @@ class Pipeline:
         self.first_read: dict[tuple[str, int], dict[str, float]] = {}
         self.latencies: list[float] = []
         self.frames_done = 0
+        self.processed = {c.id: 0 for c in config.cameras}  # frames done per camera
+        self._started = self._health_at = time.monotonic()  # uptime; the last health messages
+        self._health_counts: dict[str, tuple[int, int]] = {}  # camera -> (frames in, processed) then
         self._writer: cv2.VideoWriter | None = None
 
     # --- detect + track -------------------------------------------------------------------
     def _next_frames(self, open_cams: set[str]) -> list[Frame | EndOfStream]:
-        """Up to one item per camera that has one waiting; waits briefly when none has."""
+        """Up to one item per camera that has one waiting; waits briefly when none has.
+
+        Once stopping, a camera with nothing queued is ended here: what it queued before the
+        stop is all there is to process, and its capture may be blocked on a stalled source.
+        """
         deadline = time.monotonic() + 0.05
         while True:
+            stopping = self.stop_event.is_set()
             got = []
             for cam in sorted(open_cams):
                 try:
                     got.append(self.queues[cam].get_nowait())
                 except queue.Empty:
-                    pass
+                    if stopping:
+                        got.append(EndOfStream(cam, self._capture[cam].queued))
             if got or time.monotonic() > deadline:
                 return got
             time.sleep(0.002)
 
     def _detect_loop(self) -> None:
         open_cams = set(self.queues)
+        last_frame = dict.fromkeys(open_cams, time.monotonic())
         while open_cams:
             items = self._next_frames(open_cams)
             frames = [f for f in items if isinstance(f, Frame)]
             dets = self.detector.detect([f.image for f in frames], conf=self.config.detector.conf) if frames else []
+            now = time.monotonic()
             for frame, ds in zip(frames, dets):
+                last_frame[frame.camera_id] = now
                 self.read_queue.put(self._track(frame, ds))
             for end in (i for i in items if isinstance(i, EndOfStream)):
                 open_cams.discard(end.camera_id)
-                ended = self.trackers[end.camera_id].flush()
-                self.read_queue.put(ReadJob(Frame(end.camera_id, -1, 0.0, np.zeros((1, 1, 3), np.uint8), 0.0),
-                                            [], [], ended, end))
+                self.read_queue.put(_ending(end.camera_id, self.trackers[end.camera_id].flush()))
+            for cam in open_cams:
+                # A live camera silent this long is lost (its capture reconnects): the vehicles
+                # in view are gone by the time it is back, and their plates must not wait for it.
+                if self._capture[cam].live and now - last_frame[cam] > self.config.capture.stall_seconds:
+                    ended = self.trackers[cam].flush()
+                    if ended:
+                        self.read_queue.put(_ending(cam, ended))
         self.read_queue.put(None)
 
     def _track(self, frame: Frame, detections: list[Detection]) -> ReadJob:
@@ -171,6 +203,11 @@ class Pipeline:
             if not t.matched or x1 < EDGE or y1 < EDGE or x2 > w - EDGE or y2 > h - EDGE:
                 continue
             state = self.track_state.setdefault((cam, t.track_id), _TrackState())
+            # A plate sliding out from behind something (or into it) changes width from frame
+            # to frame and reads as a confident part of itself: read it once its width holds.
+            width, last_width, state.last_width = x2 - x1, state.last_width, x2 - x1
+            if last_width is None or abs(width - last_width) > STEADY * max(width, last_width):
+                continue
             c = crop_box(frame.image, t.box, self.config.ocr.crop_margin)
             q = crop_quality(c)
             if state.queued >= self.config.voting.max_reads_per_track and q <= state.best_quality:
@@ -189,7 +226,11 @@ class Pipeline:
     def _read_loop(self) -> None:
         done = False
         while not done:
-            jobs = [self.read_queue.get()]
+            self._health_if_due()
+            try:
+                jobs = [self.read_queue.get(timeout=IDLE_POLL)]
+            except queue.Empty:
+                continue
             while len(jobs) < 8:  # batch the OCR over whatever else is waiting
                 try:
                     jobs.append(self.read_queue.get_nowait())
@@ -220,8 +261,9 @@ class Pipeline:
                 self._publish(d)
             self.decided.discard((f.camera_id, tid))
             self.first_read.pop((f.camera_id, tid), None)
-        if job.end_of_stream is None:
+        if f.index >= 0:
             self.frames_done += 1
+            self.processed[f.camera_id] += 1
             if self.save_video and f.camera_id == self.config.cameras[0].id:  # one video: the first camera
                 self._annotate(job)
 
@@ -254,6 +296,28 @@ class Pipeline:
             fps = next((c.fps for c in self.captures if c.camera_id == job.frame.camera_id and c.fps), 15.0)
             self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         self._writer.write(img)
+
+    # --- health ---------------------------------------------------------------------------
+    def _health_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._health_at < self.config.publisher.health_seconds:
+            return
+        seconds, self._health_at = now - self._health_at, now
+        for c in self.captures:
+            done = self.processed[c.camera_id]
+            read_before, done_before = self._health_counts.get(c.camera_id, (0, 0))
+            self._health_counts[c.camera_id] = (c.read, done)
+            self.publisher.send_health(c.camera_id, {
+                "type": "health", "schema_version": SCHEMA_VERSION, "time": now_iso(), "camera_id": c.camera_id,
+                "state": c.state, "is_streaming": c.state == "streaming",
+                "fps_in": round((c.read - read_before) / seconds, 2),
+                "fps_processed": round((done - done_before) / seconds, 2),
+                "frames_in": c.read, "frames_processed": done, "frames_dropped": c.dropped,
+                "queue_depth": c.frames.qsize(), "reconnects": c.reconnects, "last_error": c.last_error})
+        self.publisher.send_health("process", {
+            "type": "health", "schema_version": SCHEMA_VERSION, "time": now_iso(),
+            "uptime_seconds": round(now - self._started, 1), "events_published": self.events,
+            "last_seq": self.publisher.last_seq})
 
     # --- running --------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -291,6 +355,7 @@ class Pipeline:
         return s
 
     def stop(self) -> None:
+        """End capture; `run()` then processes what is queued, publishes every open track and returns."""
         self.stop_event.set()
 
     def close(self) -> None:

@@ -9,11 +9,15 @@ With a journal (stream/journal.py) each event is written there before it is sent
 subscriber can fetch what it missed from the replay server, and seq continues from the
 journal's last event across restarts. `publish` returns the event it sent, so whatever
 else keeps events (the pipeline's JSONL file) writes exactly what subscribers saw.
+
+Health messages (`send_health`) share the socket under `health.<name>` topics, which a
+`plate.` subscriber never sees; they carry no seq and are not journaled (README, "Health").
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +57,11 @@ def _iso(seconds: float) -> str:
     # Whole milliseconds first, then integer date arithmetic: no float rounding in the text.
     ms = round(seconds * 1000)
     return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+
+
+def now_iso() -> str:
+    """The current UTC time as published: ISO 8601 with milliseconds."""
+    return _iso(time.time())
 
 
 def _seen(seen: tuple[float, int], clock: Clock) -> dict:
@@ -146,6 +155,16 @@ class EventPublisher:
                 frames.append(jpeg)
         self._socket.send_multipart(frames)
         return event
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the latest event (this run's, or with the journal an earlier run's); 0: none yet."""
+        return self._next_seq - 1
+
+    def send_health(self, name: str, message: dict) -> None:
+        """Send `message` on topic `health.<name>`: not journaled, no seq (a lost one is
+        replaced by the next)."""
+        self._socket.send_multipart([f"health.{name}".encode(), json.dumps(message, separators=(",", ":")).encode()])
 
     def close(self) -> None:
         """Close the socket, giving queued events up to LINGER_MS to leave (the journal is

@@ -190,7 +190,11 @@ def events(endpoint: str, topic: str = "plate.", timeout: float | None = None,
                     return
                 resync_at = time.monotonic() + RESYNC_S
             elif socket.poll(max(1, math.ceil(1000 * (min(resync_at, give_up_at) - now)))):
-                event = _event(endpoint, socket.recv_multipart())
+                frames = socket.recv_multipart()
+                event = _event(endpoint, frames)
+                if frames[0].startswith(b"health."):  # no seq, never journaled: passed on as it comes
+                    yield event
+                    continue
                 if not _is_event(event):
                     raise SubscribeError(f"{endpoint} sent an event without an integer seq and a camera_id")
                 for e in order.live(event):
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream.subscribe", description=__doc__.split("\n")[0])
     parser.add_argument("endpoint", help="the publisher's endpoint, e.g. tcp://127.0.0.1:5556")
     parser.add_argument("--topic", default="plate.",
-                        help="topic prefix to receive (default plate.: every camera; plate.CAM for one)")
+                        help="topic prefix to receive (default plate.: every camera; plate.CAM for one; "
+                             "health. for health messages)")
     parser.add_argument("--count", type=int, help="exit after this many events")
     parser.add_argument("--timeout", type=float, help="exit after this many seconds without an event")
     parser.add_argument("--replay", metavar="ENDPOINT",

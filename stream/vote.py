@@ -151,7 +151,8 @@ class PlateVoter:
         horizon = min([track.first_seen[0]] + [t.first_seen[0] for t in self._tracks.values()])
         self._seen = {p: t for p, t in self._seen.items() if horizon - t <= self.config.dedupe_seconds}
 
-        last = self._seen.get(v.text)
+        # A text that is part of a plate seen a moment ago is that plate, partly hidden.
+        last = max((t for p, t in self._seen.items() if v.text in p), default=None)
         # measured from the track's start: the vehicle re-found, however long reading took
         duplicate = last is not None and track.first_seen[0] - last <= self.config.dedupe_seconds
         self._saw(v.text, track.last_seen[0])

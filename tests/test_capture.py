@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+import stream.capture as capture_module
 from models.synth.video import render_video
 from stream.capture import Capture, EndOfStream, SourceError, check_source, is_live, redact
 from stream.messages import Frame
@@ -147,6 +148,7 @@ def test_replay_never_drops_and_keeps_the_file_clock(video):
     assert all(f.image.shape == (H, W, 3) and f.image.dtype == np.uint8 for f in frames)
     assert end == EndOfStream("cam0", N, None)
     assert capture.dropped == 0 and capture.read == N and capture.total == N
+    assert capture.state == "ended" and capture.last_error is None  # a replay ends; it is not reconnected
 
 
 def test_max_fps_keeps_frames_at_least_one_period_apart(video):
@@ -177,30 +179,35 @@ def test_an_unreadable_source_ends_with_an_error(tmp_path):
     frames, end = drain(q)
     capture.join(timeout=5)
     assert frames == [] and end.frames == 0 and end.error and str(path) in end.error
+    assert capture.state == "failed" and capture.last_error == end.error
 
 
 # --- live -------------------------------------------------------------------------------------------
 
-def test_live_drops_the_oldest_frames_when_behind(video):
+def test_live_drops_the_oldest_frames_when_behind(video, monkeypatch):
     # A file read as if it were live: `live` is what selects the drop-oldest policy, and a
-    # file makes the test fast and deterministic. A real RTSP server test comes with the
-    # reconnect work.
+    # file makes the test fast and deterministic (tests/test_reconnect.py uses a real RTSP
+    # server). A long first backoff keeps it from reading the file again.
+    monkeypatch.setattr(capture_module, "BACKOFF_START", 60.0)
     q: queue.Queue = queue.Queue(maxsize=2)
-    capture = Capture("cam0", str(video), q)
+    capture = Capture("cam0", str(video), q, max_backoff_seconds=60.0)
     capture.live = True
     started = time.time()
     capture.start()
-    # Nobody consumes: each frame after the first two pushes the oldest one out.
-    wait_for(lambda: capture.dropped == N - 2)
-    assert capture.read == N
-    assert capture.is_alive()  # it waits to put the end marker: that one is never dropped
+    # Nobody consumes: each frame after the first two pushes the oldest one out. At the end
+    # of the file a live source is lost, not ended: no end marker, it waits to reconnect.
+    wait_for(lambda: capture.state == "reconnecting")
+    assert capture.read == N and capture.dropped == N - 2
+    assert capture.last_error == "the stream ended or a read failed"
+    assert q.qsize() == 2 and capture.is_alive()
+    capture.stop_event.set()  # only stop ends a live source
     frames, end = drain(q)
     capture.join(timeout=5)
-    assert not capture.is_alive()
+    assert not capture.is_alive() and capture.state == "ended"
     assert [f.index for f in frames] == [N - 2, N - 1]  # the newest frames survive
     assert all(started <= f.timestamp <= time.time() for f in frames)  # live: wall-clock time
     assert end == EndOfStream("cam0", N, None)  # frames put on the queue, dropped ones included
-    assert capture.dropped == N - 2
+    assert capture.dropped == N - 2 and capture.reconnects == 0
     assert q.empty()
 
 

@@ -13,8 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.schema import (CameraConfig, Config, ConfigError, DetectorConfig, JournalConfig, LoggingConfig,
-                           OcrConfig, PublisherConfig, TrackerConfig, VotingConfig, load_config, parse_config)
+from config.schema import (CameraConfig, CaptureConfig, Config, ConfigError, DetectorConfig, JournalConfig,
+                           LoggingConfig, OcrConfig, PublisherConfig, TrackerConfig, VotingConfig, load_config,
+                           parse_config)
 from models.detector import DEFAULT_WEIGHTS
 from models.formats import FORMATS
 from models.recognizer import NETWORK, OCR_DIR
@@ -49,6 +50,7 @@ def test_no_document_gives_every_section_with_its_documented_default():
     c = parse_config(None)
     assert isinstance(c, Config)
     assert c.cameras == []
+    assert c.capture == CaptureConfig(stall_seconds=10.0, max_backoff_seconds=10.0)
     assert c.detector == DetectorConfig(weights=str(DEFAULT_WEIGHTS), imgsz=384, conf=0.25, device="auto", half=True)
     assert c.tracker == TrackerConfig(max_age=15, min_hits=2, iou_threshold=0.2)
     assert c.ocr == OcrConfig(weights=str(OCR_DIR / f"{NETWORK}.pth"), min_confidence=0.2, crop_margin=0.06,
@@ -57,7 +59,7 @@ def test_no_document_gives_every_section_with_its_documented_default():
                                     min_final_confidence=0.3, max_reads_per_track=12, candidates=3,
                                     dedupe_seconds=10.0, require_format=False)
     assert c.publisher == PublisherConfig(endpoint="tcp://127.0.0.1:5556", send_crop=False, high_water_mark=1000,
-                                          replay_endpoint="tcp://127.0.0.1:5557")
+                                          replay_endpoint="tcp://127.0.0.1:5557", health_seconds=5.0)
     assert c.journal == JournalConfig(enabled=True, path="events.db", retention_days=30.0)
     assert c.logging == LoggingConfig(level="INFO", stats_seconds=5.0)
     # plate_formats defaults to the table in models/formats.py: every family, every regex, once each
@@ -83,6 +85,9 @@ cameras:
     source: /data/yard
     roi: null
     max_fps: 2.5
+capture:
+  stall_seconds: 4
+  max_backoff_seconds: 60
 detector:
   weights: models/detector/other.onnx
   imgsz: 640
@@ -115,6 +120,7 @@ publisher:
   send_crop: true
   high_water_mark: 50
   replay_endpoint: ipc:///tmp/plates-replay
+  health_seconds: 0.5
 journal:
   enabled: false
   path: /var/lib/alpr/events.db
@@ -138,21 +144,23 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert isinstance(c.cameras[1].source, int)
     assert all(isinstance(v, float) for p in c.cameras[0].roi for v in p)
     assert isinstance(c.cameras[0].max_fps, float)
+    assert c.capture == CaptureConfig(4.0, 60.0)
+    assert all(isinstance(v, float) for v in (c.capture.stall_seconds, c.capture.max_backoff_seconds))
     assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False)
     assert c.tracker == TrackerConfig(30, 3, 0.3)
     assert c.ocr == OcrConfig("models/ocr/other.pth", 0.1, 0.1, 8)
     assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)
     assert c.plate_formats == {"uk": ["^[A-Z]{2}[0-9]{2}[A-Z]{3}$"],
                                "custom": ["^[0-9]{3}[A-Z]{3}$", "^[A-Z]{3}[0-9]{3}$"]}
-    assert c.publisher == PublisherConfig("ipc:///tmp/plates", True, 50, "ipc:///tmp/plates-replay")
+    assert c.publisher == PublisherConfig("ipc:///tmp/plates", True, 50, "ipc:///tmp/plates-replay", 0.5)
     assert c.journal == JournalConfig(False, "/var/lib/alpr/events.db", 7.0)
     assert isinstance(c.journal.retention_days, float)
     assert c.logging == LoggingConfig("DEBUG", 1.0)
     # every key of the schema is covered by the file above
     for f in dataclasses.fields(Config):
         assert f"\n{f.name}:" in "\n" + FULL_YAML
-    for section in (DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig, JournalConfig,
-                    LoggingConfig, CameraConfig):
+    for section in (CaptureConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig,
+                    JournalConfig, LoggingConfig, CameraConfig):
         for f in dataclasses.fields(section):
             assert f" {f.name}:" in FULL_YAML, f.name
 
@@ -207,6 +215,14 @@ def test_an_empty_file_means_all_defaults(tmp_path):
     ({"cameras": [cam(source="  ")]}, "cameras[0].source", "must not be empty"),
     ({"cameras": [cam(id="gate 1")]}, "cameras[0].id", "letters, digits"),
     ({"cameras": [cam(id="")]}, "cameras[0].id", "letters, digits"),
+    ({"cameras": [cam(id="process")]}, "cameras[0].id", "reserved"),
+    ({"capture": {"stall_seconds": 0}}, "capture.stall_seconds", "must be > 0 and finite, got 0.0"),
+    ({"capture": {"stall_seconds": float("inf")}}, "capture.stall_seconds", "finite"),
+    ({"capture": {"stall_seconds": float("nan")}}, "capture.stall_seconds", "> 0"),
+    ({"capture": {"max_backoff_seconds": -1}}, "capture.max_backoff_seconds", "> 0"),
+    ({"capture": {"max_backoff_seconds": "10s"}}, "capture.max_backoff_seconds", "expected a number"),
+    ({"capture": {"stall": 5}}, "capture.stall", "unknown key"),
+    ({"publisher": {"health_seconds": 0}}, "publisher.health_seconds", "must be > 0, got 0.0"),
     ({"detector": {"imgsz": 300}}, "detector.imgsz", "multiple of 32, got 300"),
     ({"detector": {"imgsz": 0}}, "detector.imgsz", "multiple of 32"),
     ({"detector": {"conf": 0}}, "detector.conf", "between 0 and 1"),
@@ -317,8 +333,8 @@ def test_file_errors_name_the_key_path_too(tmp_path):
 
 def _schema_keys() -> list[str]:
     keys = set()
-    for t in (Config, CameraConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig,
-              JournalConfig, LoggingConfig):
+    for t in (Config, CameraConfig, CaptureConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig,
+              PublisherConfig, JournalConfig, LoggingConfig):
         keys.update(f.name for f in dataclasses.fields(t))
     return sorted(keys | {"uk", "eu"})
 

@@ -24,10 +24,10 @@ from models.synth.camera import warp
 from models.synth.plates import render_plate
 from models.synth.scenes import render_scene
 
-# Accuracy floors for the final shipped weights (set after the final training runs).
-MIN_EXACT_HELDOUT = 0.5  # reported text == truth, held-out font, mild camera, ~60 plates
-MIN_EASYOCR_API_EXACT = 0.4  # easyocr's own recognize() on clean held-out-font plates
-MIN_SCENE_RECALL = 0.5  # detector recall (IoU > 0.4) on generated scenes, held-out font
+# Accuracy floors, set below what the shipped weights measured (0.95, 0.75, 0.86) to absorb noise.
+MIN_EXACT_HELDOUT = 0.85  # reported text == truth, held-out font, mild camera, ~60 plates
+MIN_EASYOCR_API_EXACT = 0.6  # easyocr's own recognize() on clean held-out-font plates
+MIN_SCENE_RECALL = 0.75  # detector recall (IoU > 0.4) on generated scenes, held-out font
 
 OCR_SEED = 424242
 EASYOCR_SEED = 434343

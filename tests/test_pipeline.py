@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+from difflib import SequenceMatcher
 
 import cv2
 import pytest
 import zmq
 
+import run_stream
 from conftest import ROOT, offline_env
 from models.synth.video import render_video
 
@@ -95,3 +99,144 @@ def test_bad_source_is_one_line_error(tmp_path):
                        env=offline_env(tmp_path / "net.log"), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: source not found: {tmp_path / 'missing.mp4'}"]
+
+
+# --- health messages and shutdown -----------------------------------------------------------------
+
+HEALTH_CAMERA_KEYS = {"type", "schema_version", "time", "camera_id", "state", "is_streaming", "fps_in",
+                      "fps_processed", "frames_in", "frames_processed", "frames_dropped", "queue_depth",
+                      "reconnects", "last_error"}
+HEALTH_PROCESS_KEYS = {"type", "schema_version", "time", "uptime_seconds", "events_published", "last_seq"}
+SIGNAL_AT_FRAME = 65  # of 120: cars 1 and 2 are done, car 3 is crossing, car 4 not yet in view
+SEEN_FRAMES = 10  # a car this many frames in view before the end has been read enough to be published
+
+
+def test_sigterm_publishes_every_open_track_and_health_reports_each_camera(video, tmp_path):
+    """One run: the video replayed (paced) beside an unreachable camera with credentials in
+    its URL; SIGTERM mid-video, with a car crossing. The unreachable camera neither stops the
+    run nor leaks its password; every car in view long enough before the end gets its event,
+    the crossing one's published during the shutdown; exit 0, promptly."""
+    path, truth = video
+    endpoint, dead_port = f"tcp://127.0.0.1:{_free_port()}", _free_port()
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"cameras:\n  - id: cam0\n    source: {path}\n"
+                   f"  - id: gate1\n    source: rtsp://admin:s3cret@127.0.0.1:{dead_port}/x\n"
+                   f"capture:\n  stall_seconds: 2\n  max_backoff_seconds: 1\n"
+                   # no early events: a track still open at the signal is published by the shutdown only
+                   f"voting:\n  min_agreeing: 99\n"
+                   f"publisher:\n  endpoint: {endpoint}\n  replay_endpoint: tcp://127.0.0.1:*\n  health_seconds: 0.5\n"
+                   f"journal:\n  path: {tmp_path / 'run.db'}\nlogging:\n  level: INFO\n")
+    jsonl = tmp_path / "run.jsonl"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"plate.")
+    sub.setsockopt(zmq.SUBSCRIBE, b"health.")
+    sub.connect(endpoint)
+    proc = subprocess.Popen([sys.executable, "run_stream.py", "--config", str(cfg), "--jsonl", str(jsonl), "--quiet",
+                             "--realtime"], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    messages: list[tuple[str, dict]] = []
+    signalled = exited = None
+    deadline = time.monotonic() + EVENT_WAIT_S
+    try:
+        while time.monotonic() < deadline:
+            if sub.poll(50):
+                topic, body = sub.recv_multipart()[:2]
+                messages.append((topic.decode(), json.loads(body)))
+                topic, m = messages[-1]
+                if (signalled is None and topic == "health.cam0" and m["frames_processed"] >= SIGNAL_AT_FRAME):
+                    proc.send_signal(signal.SIGTERM)
+                    signalled = time.monotonic()
+            elif proc.poll() is not None:
+                exited = exited or time.monotonic()
+                if time.monotonic() - exited > 1.0:  # drained
+                    break
+    finally:
+        sub.close(linger=0)
+        if proc.poll() is None:
+            proc.kill()
+    out, err = proc.communicate()
+    assert signalled is not None, f"never reached frame {SIGNAL_AT_FRAME}:\n{err[-3000:]}"
+    assert proc.returncode == 0, err[-3000:]
+    print(f"\nSIGTERM to exit: {exited - signalled:.2f} s")
+    assert exited - signalled < run_stream.SHUTDOWN_SECONDS
+    assert "SIGTERM: stopping" in err
+    stats = json.loads(re.search(r"done: (\{.*\})", err).group(1))
+    frames = stats["frames"]  # all cam0's: gate1 never gave one
+    assert SIGNAL_AT_FRAME <= frames < 120, frames  # it was interrupted
+
+    # every car in view long enough before the end has its event, the open tracks' included
+    plates = [m for t, m in messages if t.startswith("plate.")]
+    assert plates == [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [e["seq"] for e in plates] == list(range(1, len(plates) + 1))
+    seen = [c for c in truth if c.first_frame + SEEN_FRAMES <= frames]
+    assert len(seen) >= 3
+    # a car's event: read while it was in view, its text near the truth (reading exactly is
+    # test_one_correct_event_per_car_in_order's business, not the shutdown's)
+    missing = [c.plate for c in seen if not any(
+        c.first_frame - 5 <= e["first_seen"]["frame"] <= c.last_frame
+        and SequenceMatcher(None, c.plate, e["plate"]).ratio() >= 0.6 for e in plates)]
+    assert not missing, (missing, [(e["plate"], e["first_seen"]["frame"]) for e in plates], frames)
+    assert re.search(r"event \d+: plate ", err.split("SIGTERM: stopping")[1])  # the open track's
+
+    # health: on health.<camera> topics only, with the documented keys, no seq
+    health = [(t, m) for t, m in messages if t.startswith("health.")]
+    assert all(m["type"] == "health" and "seq" not in m for _, m in health)
+    assert all(m["type"] in ("plate", "correction") for m in plates)
+    by_topic: dict[str, list[dict]] = {}
+    for t, m in health:
+        by_topic.setdefault(t, []).append(m)
+    assert set(by_topic) == {"health.cam0", "health.gate1", "health.process"}
+    for t in ("health.cam0", "health.gate1"):
+        assert all(set(m) == HEALTH_CAMERA_KEYS and m["camera_id"] == t[7:] for m in by_topic[t])
+    assert all(set(m) == HEALTH_PROCESS_KEYS for m in by_topic["health.process"])
+    cam0 = by_topic["health.cam0"][-1]
+    assert cam0["state"] == "streaming" and cam0["is_streaming"] and cam0["frames_in"] >= cam0["frames_processed"]
+    assert cam0["fps_in"] > 0 and cam0["frames_dropped"] == 0 and cam0["last_error"] is None
+    gate1 = by_topic["health.gate1"][-1]
+    assert gate1["state"] == "reconnecting" and not gate1["is_streaming"] and gate1["reconnects"] >= 2
+    assert gate1["frames_in"] == 0 and gate1["last_error"] == f"cannot open rtsp://***@127.0.0.1:{dead_port}/x"
+    process = by_topic["health.process"][-1]
+    assert process["uptime_seconds"] > 0 and process["events_published"] <= len(plates)
+    assert process["last_seq"] == process["events_published"]  # a fresh journal
+    for text in (out, err, *(json.dumps(m) for _, m in messages)):
+        assert "s3cret" not in text
+
+
+_STUCK_CHILD = """
+import logging, sys, time
+import run_stream
+logging.basicConfig(level=logging.INFO)
+run_stream.SHUTDOWN_SECONDS = float(sys.argv[1])
+
+class Stuck:  # a pipeline whose drain never ends
+    def stop(self):
+        print("stopping", flush=True)
+
+run_stream._Shutdown().pipeline = Stuck()
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def _stuck_child(shutdown_seconds: float, tmp_path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _STUCK_CHILD, str(shutdown_seconds)], cwd=ROOT,
+                            env=offline_env(tmp_path / "net.log"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_second_signal_or_a_drain_past_the_bound_exits_at_once_non_zero(tmp_path):
+    proc = _stuck_child(60, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "stopping"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=5) == 128 + signal.SIGINT and time.monotonic() - sent < 2
+    assert "SIGINT again" in proc.stderr.read()
+
+    proc = _stuck_child(0.5, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 1
+    assert "did not finish within 0.5 s" in proc.stderr.read()

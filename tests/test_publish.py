@@ -108,6 +108,20 @@ def test_a_subscriber_gets_only_its_topic(publisher):
     sub.close()
 
 
+def test_health_goes_to_health_topics_unnumbered_and_never_to_plate_subscribers(publisher):
+    plates, everything = joined(publisher.endpoint), joined(publisher.endpoint, b"")
+    publisher.send_health("cam0", {"type": "health", "camera_id": "cam0"})
+    sent = publisher.publish(decision(), REPLAY)
+    publisher.send_health("process", {"type": "health", "last_seq": publisher.last_seq})
+    got = [recv(everything) for _ in range(3)]
+    assert [f[0] for f in got] == [b"health.cam0", b"plate.cam0", b"health.process"]
+    assert json.loads(got[2][1]) == {"type": "health", "last_seq": 1}  # health takes no seq of its own
+    assert json.loads(recv(plates)[1]) == sent and not plates.poll(200)
+    assert publisher.publish(decision(), REPLAY)["seq"] == 2
+    plates.close()
+    everything.close()
+
+
 def test_event_carries_every_documented_key_with_its_type(publisher):
     sub = joined(publisher.endpoint)
     # numpy scalars, as the tracker and reader produce them, must still make valid JSON

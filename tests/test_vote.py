@@ -198,3 +198,13 @@ def test_a_track_whose_final_vote_is_too_unsure_publishes_nothing():
     assert voter.end_track(1) is None
     feed(voter, ["AB12CDE"], p=0.9, track=2, t0=100.0)  # 0.9 ** 7 = 0.48
     assert voter.end_track(2) is not None
+
+
+def test_a_part_of_a_plate_just_seen_is_that_plate_partly_hidden():
+    voter = PlateVoter(NO_EARLY)
+    feed(voter, ["AB12CDE"] * 3)
+    assert voter.end_track(1).plate == "AB12CDE"
+    feed(voter, ["12CDE"] * 3, track=2, t0=1.0)  # the same car, half behind a pole
+    assert voter.end_track(2) is None
+    feed(voter, ["12CDE"] * 3, track=3, t0=30.0)  # long after: a car of its own
+    assert voter.end_track(3).plate == "12CDE"
