@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from models.detector import DEFAULT_WEIGHTS
+from models.detector import DEFAULT_WEIGHTS, IMGSZ, MIN_CONFIDENCE
 from models.formats import FORMATS
 from models.recognizer import NETWORK, OCR_DIR
 
@@ -86,8 +86,8 @@ class CaptureConfig:
 @dataclass
 class DetectorConfig:
     weights: str = str(DEFAULT_WEIGHTS)  # .pt (PyTorch) or .onnx (ONNX Runtime)
-    imgsz: int = 384  # network input size (pixels, multiple of 32)
-    conf: float = 0.25  # minimum detection confidence
+    imgsz: int = IMGSZ  # network input size (pixels, multiple of 32); the ONNX export is fixed at this size
+    conf: float = MIN_CONFIDENCE  # minimum detection confidence
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     half: bool = True  # fp16 on CUDA (ignored on CPU)
 

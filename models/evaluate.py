@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.detector import MIN_CONFIDENCE
 from models.errors import ModelError
 from models.formats import clean
 
@@ -129,11 +130,13 @@ class Score:
         self.chars += char_accuracy(text or "", plate)
 
 
-def evaluate(root: Path, predictions: Path | None, min_confidence: float, device: str) -> dict:
+def evaluate(root: Path, predictions: Path | None, min_confidence: float, device: str,
+             detection_confidence: float = MIN_CONFIDENCE) -> dict:
     from models.reader import PlateReader, load_image
 
     ds = load_dataset(root)
-    reader = PlateReader(device=device, min_confidence=min_confidence, detect=ds.kind == "stills")
+    reader = PlateReader(device=device, min_confidence=min_confidence, detection_confidence=detection_confidence,
+                         detect=ds.kind == "stills")
     score = Score()
     try:
         out = predictions.open("w") if predictions else None
@@ -178,10 +181,11 @@ def main() -> int:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--predictions", type=Path, help="write predictions as JSON lines here")
     ap.add_argument("--min-confidence", type=float, default=0.5)
+    ap.add_argument("--detection-confidence", type=float, default=MIN_CONFIDENCE)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     args = ap.parse_args()
     try:
-        r = evaluate(args.dataset, args.predictions, args.min_confidence, args.device)
+        r = evaluate(args.dataset, args.predictions, args.min_confidence, args.device, args.detection_confidence)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

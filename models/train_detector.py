@@ -7,7 +7,8 @@
    (default `../shared/data/detect-romanian`, MIT licence; skipped if absent).
 2. Trains ultralytics YOLOv8n from `yolov8n.yaml` (device auto: CUDA when present),
    checkpointing every epoch in `runs/detect/plates/` (`--resume` continues it).
-3. Copies the best weights to `models/detector/plate_yolov8n.pt` and exports ONNX beside it.
+3. Copies the best weights to `models/detector/plate_yolov8n.pt` and exports ONNX beside it
+   at the inference size `models.detector.IMGSZ`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.detector import DETECTOR_DIR, ROOT, offline_ultralytics
+from models.detector import DETECTOR_DIR, IMGSZ, ROOT, offline_ultralytics
 from models.synth.scenes import render_scene
 
 DATA = ROOT / "data" / "detector"
@@ -120,7 +121,7 @@ def main() -> None:
     best = RUN / "plates" / "weights" / "best.pt"
     DETECTOR_DIR.mkdir(exist_ok=True)
     shutil.copy(best, DETECTOR_DIR / "plate_yolov8n.pt")
-    onnx = YOLO(str(DETECTOR_DIR / "plate_yolov8n.pt")).export(format="onnx", imgsz=args.imgsz, simplify=True,
+    onnx = YOLO(str(DETECTOR_DIR / "plate_yolov8n.pt")).export(format="onnx", imgsz=IMGSZ, simplify=True,
                                                                   dynamic=False)
     print(f"weights: {DETECTOR_DIR / 'plate_yolov8n.pt'}, onnx: {onnx}")
 

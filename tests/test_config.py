@@ -51,7 +51,7 @@ def test_no_document_gives_every_section_with_its_documented_default():
     assert isinstance(c, Config)
     assert c.cameras == []
     assert c.capture == CaptureConfig(stall_seconds=10.0, max_backoff_seconds=10.0)
-    assert c.detector == DetectorConfig(weights=str(DEFAULT_WEIGHTS), imgsz=384, conf=0.25, device="auto", half=True)
+    assert c.detector == DetectorConfig(weights=str(DEFAULT_WEIGHTS), imgsz=512, conf=0.4, device="auto", half=True)
     assert c.tracker == TrackerConfig(max_age=15, min_hits=2, iou_threshold=0.2)
     assert c.ocr == OcrConfig(weights=str(OCR_DIR / f"{NETWORK}.pth"), min_confidence=0.2, crop_margin=0.06,
                               batch_size=32)
@@ -167,7 +167,7 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
 
 def test_a_partial_section_keeps_the_other_defaults():
     c = parse_config({"detector": {"imgsz": 320}, "voting": {"candidates": 1}})
-    assert c.detector.imgsz == 320 and c.detector.conf == 0.25 and c.detector.device == "auto"
+    assert c.detector.imgsz == 320 and c.detector.conf == 0.4 and c.detector.device == "auto"
     assert c.voting.candidates == 1 and c.voting.min_reads_to_finalize == 3
     assert c.tracker == TrackerConfig()
 
