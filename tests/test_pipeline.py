@@ -27,6 +27,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _follow(sub, proc: subprocess.Popen, on_message) -> float | None:
+    """Hand every message from `sub` to on_message(topic, event) until `proc` has exited and
+    the socket stayed quiet for a second (or the time limit); returns when `proc` exited."""
+    deadline, exited = time.monotonic() + EVENT_WAIT_S, None
+    try:
+        while time.monotonic() < deadline:
+            if sub.poll(50):
+                topic, body = sub.recv_multipart()[:2]
+                on_message(topic.decode(), json.loads(body))
+            elif proc.poll() is not None:
+                exited = exited or time.monotonic()
+                if time.monotonic() - exited > 1.0:  # drained
+                    break
+    finally:
+        sub.close(linger=0)
+        if proc.poll() is None:
+            proc.kill()
+    return exited
+
+
 def _run_and_subscribe(video, tmp_path, name: str, *extra: str
                        ) -> tuple[list[dict], list[dict], subprocess.CompletedProcess]:
     """Run run_stream.py on `video` with a subscriber attached; (received, jsonl, process)."""
@@ -43,21 +63,13 @@ def _run_and_subscribe(video, tmp_path, name: str, *extra: str
     proc = subprocess.Popen([sys.executable, "run_stream.py", "--config", str(cfg), "--source", str(video),
                              "--jsonl", str(jsonl), "--quiet", *extra], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    received, deadline, exited_at = [], time.monotonic() + EVENT_WAIT_S, None
-    try:
-        while time.monotonic() < deadline:
-            if sub.poll(100):
-                topic, body = sub.recv_multipart()[:2]
-                received.append(json.loads(body))
-                assert topic.decode() == f"plate.{received[-1]['camera_id']}"
-            elif proc.poll() is not None:
-                exited_at = exited_at or time.monotonic()
-                if time.monotonic() - exited_at > 1.0:  # drained
-                    break
-    finally:
-        sub.close(linger=0)
-        if proc.poll() is None:
-            proc.kill()
+    received: list[dict] = []
+
+    def on_message(topic: str, event: dict) -> None:
+        received.append(event)
+        assert topic == f"plate.{event['camera_id']}"
+
+    _follow(sub, proc, on_message)
     out, err = proc.communicate()
     done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     events = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
@@ -135,25 +147,16 @@ def test_sigterm_publishes_every_open_track_and_health_reports_each_camera(video
                              "--realtime"], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     messages: list[tuple[str, dict]] = []
-    signalled = exited = None
-    deadline = time.monotonic() + EVENT_WAIT_S
-    try:
-        while time.monotonic() < deadline:
-            if sub.poll(50):
-                topic, body = sub.recv_multipart()[:2]
-                messages.append((topic.decode(), json.loads(body)))
-                topic, m = messages[-1]
-                if (signalled is None and topic == "health.cam0" and m["frames_processed"] >= SIGNAL_AT_FRAME):
-                    proc.send_signal(signal.SIGTERM)
-                    signalled = time.monotonic()
-            elif proc.poll() is not None:
-                exited = exited or time.monotonic()
-                if time.monotonic() - exited > 1.0:  # drained
-                    break
-    finally:
-        sub.close(linger=0)
-        if proc.poll() is None:
-            proc.kill()
+    signalled = None
+
+    def on_message(topic: str, m: dict) -> None:
+        nonlocal signalled
+        messages.append((topic, m))
+        if signalled is None and topic == "health.cam0" and m["frames_processed"] >= SIGNAL_AT_FRAME:
+            proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+
+    exited = _follow(sub, proc, on_message)
     out, err = proc.communicate()
     assert signalled is not None, f"never reached frame {SIGNAL_AT_FRAME}:\n{err[-3000:]}"
     assert proc.returncode == 0, err[-3000:]

@@ -125,8 +125,8 @@ def state_lines(caplog, camera_id: str) -> list[str]:
             if r.name == "stream.capture" and r.levelno >= logging.INFO and r.getMessage().startswith(prefix)]
 
 
-def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, caplog):
-    caplog.set_level(logging.INFO, logger="stream.capture")
+def start_streaming(rtsp_server):
+    """An RTSP server on a free port and a capture (cam0) reading it into a Consumer."""
     port = free_port()
     server = rtsp_server(port)
     q: queue.Queue = queue.Queue(maxsize=8)
@@ -134,6 +134,12 @@ def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, cap
                       max_backoff_seconds=MAX_BACKOFF_S)
     consumer = Consumer(q)
     capture.start()
+    return port, server, capture, consumer
+
+
+def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, caplog):
+    caplog.set_level(logging.INFO, logger="stream.capture")
+    port, server, capture, consumer = start_streaming(rtsp_server)
     try:
         wait_for(lambda: len(consumer.frames()) >= 10, timeout=30)
         assert capture.state == "streaming" and capture.reconnects == 0 and capture.fps == pytest.approx(FPS)
@@ -160,6 +166,7 @@ def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, cap
         capture.stop_event.set()
         capture.join(timeout=5)
     assert not capture.is_alive()
+    wait_for(lambda: any(isinstance(i, EndOfStream) for _, i in consumer.items), timeout=5)  # the consumer's lag
     frames = consumer.frames()
     indexes = [f.index for f in frames]
     assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)  # numbering goes on across connections
@@ -170,13 +177,7 @@ def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, cap
 
 def test_a_stalled_rtsp_server_is_dropped_after_stall_seconds(rtsp_server, caplog):
     caplog.set_level(logging.INFO, logger="stream.capture")
-    port = free_port()
-    server = rtsp_server(port)
-    q: queue.Queue = queue.Queue(maxsize=8)
-    capture = Capture("cam0", f"rtsp://127.0.0.1:{port}/x", q, stall_seconds=STALL_S,
-                      max_backoff_seconds=MAX_BACKOFF_S)
-    consumer = Consumer(q)
-    capture.start()
+    port, server, capture, consumer = start_streaming(rtsp_server)
     try:
         wait_for(lambda: len(consumer.frames()) >= 10, timeout=30)
         server.send_signal(signal.SIGSTOP)  # connections stay open, nothing comes: a stall
@@ -221,6 +222,7 @@ def test_an_unreachable_camera_retries_with_growing_pauses_and_others_finish(tmp
         live.stop_event.set()
         live.join(timeout=5)
     assert not live.is_alive() and live.state == "ended"
+    wait_for(lambda: live_consumer.items, timeout=5)  # the consumer's lag
     assert [i for _, i in live_consumer.items] == [EndOfStream("gate1", 0, None)]
     pauses = [float(m.group(1)) for r in caplog.records
               if (m := re.search(r"; reconnect \d+ in ([0-9.]+) s$", r.getMessage()))]
