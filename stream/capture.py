@@ -121,13 +121,18 @@ class _Connection(threading.Thread):
 
     def _give(self, item) -> bool:
         """Hand `item` to the capture; False once the capture has abandoned this connection."""
-        while not self.abandoned.is_set():
-            try:
-                self.items.put(item, timeout=POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_unless(self.items, item, self.abandoned)
+
+
+def _put_unless(q: queue.Queue, item, cancel: threading.Event) -> bool:
+    """Wait for room in `q` and put `item`; False (not put) once `cancel` is set."""
+    while not cancel.is_set():
+        try:
+            q.put(item, timeout=POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class Capture(threading.Thread):
@@ -172,13 +177,7 @@ class Capture(threading.Thread):
     def _put(self, frame: Frame) -> bool:
         """Queue `frame`; False when a replay is stopped while waiting for room (not queued)."""
         if not self.live:
-            while not self.stop_event.is_set():
-                try:
-                    self.frames.put(frame, timeout=POLL)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+            return _put_unless(self.frames, frame, self.stop_event)
         while True:
             try:
                 self.frames.put_nowait(frame)

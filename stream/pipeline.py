@@ -92,7 +92,7 @@ def _in_roi(box, roi) -> bool:
     if roi is None:
         return True
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return cv2.pointPolygonTest(np.array(roi, np.float32), (cx, cy), False) >= 0
+    return cv2.pointPolygonTest(roi, (cx, cy), False) >= 0
 
 
 class Pipeline:
@@ -109,7 +109,7 @@ class Pipeline:
                                  config.capture.stall_seconds, config.capture.max_backoff_seconds)
                          for c in config.cameras]
         self._capture = {c.camera_id: c for c in self.captures}
-        self.roi = {c.id: c.roi for c in config.cameras}
+        self.roi = {c.id: None if c.roi is None else np.array(c.roi, np.float32) for c in config.cameras}
         # Replay times are seconds into the file; events date them from the file's mtime so
         # the same file gives the same events.
         self.clocks = {c.id: Clock(0.0 if is_live(c.source) else Path(str(c.source)).stat().st_mtime)

@@ -409,21 +409,21 @@ def test_fuzz_any_document_gives_a_config_or_a_one_line_config_error(data):
 
 # --- the command line ----------------------------------------------------------------------------
 
-def test_run_stream_with_a_bad_config_exits_2_with_one_line(tmp_path):
-    bad = _write(tmp_path, "cameras:\n  - id: gate1\n    source: 0\n    max_fps: -5\n", "BAD.yaml")
+def _run_stream_with_config(tmp_path, text: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    bad = _write(tmp_path, text, "BAD.yaml")
     r = subprocess.run([sys.executable, "run_stream.py", "--config", str(bad)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
-    lines = r.stderr.splitlines()
+    return r, r.stderr.splitlines()
+
+
+def test_run_stream_with_a_bad_config_exits_2_with_one_line(tmp_path):
+    r, lines = _run_stream_with_config(tmp_path, "cameras:\n  - id: gate1\n    source: 0\n    max_fps: -5\n")
     assert lines == ["error: config: cameras[0].max_fps: must be > 0, got -5.0"], r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
 def test_run_stream_with_malformed_yaml_exits_2_with_one_line(tmp_path):
-    bad = _write(tmp_path, "detector: [1, 2\n", "BAD.yaml")
-    r = subprocess.run([sys.executable, "run_stream.py", "--config", str(bad)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.splitlines()
+    r, lines = _run_stream_with_config(tmp_path, "detector: [1, 2\n")
     assert len(lines) == 1 and lines[0].startswith("error: config:") and "malformed YAML" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
