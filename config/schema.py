@@ -153,6 +153,10 @@ class PublisherConfig:
     # ZeroMQ REP bind address answering "events after seq N" from the journal (needs journal.enabled)
     replay_endpoint: str = "tcp://127.0.0.1:5557"
     health_seconds: float = 5.0  # period of the health.<camera_id> and health.process messages on endpoint
+    # CurveZMQ on both sockets (README, "Security"): the server's secret key file and a folder of
+    # the public .key files of the clients let in, both made by `python -m stream.curve`. Both or neither.
+    curve_secret_key: str = ""
+    curve_client_keys: str = ""
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         for name in ("endpoint", "replay_endpoint"):
@@ -160,6 +164,9 @@ class PublisherConfig:
                    f"must be tcp://, ipc:// or inproc://, got {getattr(self, name)!r}")
         _check(self.high_water_mark >= 1, f"{path}high_water_mark", f"must be >= 1, got {self.high_water_mark}")
         _check(self.health_seconds > 0, f"{path}health_seconds", f"must be > 0, got {self.health_seconds}")
+        _check(bool(self.curve_secret_key) == bool(self.curve_client_keys),
+               f"{path}curve_client_keys" if self.curve_secret_key else f"{path}curve_secret_key",
+               "must be set too: Curve needs the server's secret key and the clients' public keys")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from models.formats import family_matcher, from_regexes
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
 from stream.capture import Capture, EndOfStream, check_source, is_live
+from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import Frame, PlateDecision, PlateRead, Track
 from stream.publish import SCHEMA_VERSION, Clock, EventPublisher, now_iso
@@ -123,11 +124,12 @@ class Pipeline:
                                            config.tracker.iou_threshold) for c in config.cameras}
         family_of = family_matcher(config.plate_formats)
         self.voters = {c.id: PlateVoter(config.voting, family_of) for c in config.cameras}
-        j = config.journal
+        j, p = config.journal, config.publisher
+        self.curve = Server(p.curve_secret_key, p.curve_client_keys) if p.curve_secret_key else None
         self.journal = Journal(j.path, j.retention_days) if j.enabled else None
-        self.publisher = EventPublisher(config.publisher, self.journal)
+        self.publisher = EventPublisher(p, self.journal, self.curve)
         # replay answers from the journal: without one there is nothing to serve
-        self.replay = ReplayServer(j.path, config.publisher.replay_endpoint) if self.journal else None
+        self.replay = ReplayServer(j.path, p.replay_endpoint, self.curve) if self.journal else None
         self.jsonl = open(jsonl, "a", encoding="utf-8") if jsonl else None
         self.save_video = save_video
         self.on_event = on_event
@@ -369,3 +371,5 @@ class Pipeline:
             self.replay.stop()
         if self.journal:
             self.journal.close()
+        if self.curve:
+            self.curve.stop()

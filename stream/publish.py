@@ -27,6 +27,7 @@ import numpy as np
 import zmq
 
 from config.schema import PublisherConfig
+from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import PlateDecision
 
@@ -118,11 +119,12 @@ class EventPublisher:
     the journal.
     """
 
-    def __init__(self, config: PublisherConfig, journal: Journal | None = None) -> None:
+    def __init__(self, config: PublisherConfig, journal: Journal | None = None, curve: Server | None = None) -> None:
         """Bind `config.endpoint` (a `*` port picks a free one; `endpoint` says which).
 
         With a `journal`, every event is appended to it before it is sent, and seq continues
-        from its last event; without one, seq starts at 1.
+        from its last event; without one, seq starts at 1. With `curve`, only its clients get
+        anything, encrypted.
         """
         self.config = config
         self.journal = journal
@@ -130,6 +132,8 @@ class EventPublisher:
         self._socket = zmq.Context.instance().socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, config.high_water_mark)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
+        if curve is not None:
+            curve.secure(self._socket)
         try:
             self._socket.bind(config.endpoint)
         except zmq.ZMQError as e:

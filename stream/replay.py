@@ -21,6 +21,7 @@ from pathlib import Path
 
 import zmq
 
+from stream.curve import Server
 from stream.journal import JournalReader
 from stream.publish import PublishError
 
@@ -68,10 +69,11 @@ class ReplayServer(threading.Thread):
     `publisher.replay_endpoint`), from `start()` until `stop()`.
 
     Binding happens here, so a bad or busy endpoint raises PublishError (one line naming
-    it) before anything runs; a `*` port picks a free one (`endpoint` says which).
+    it) before anything runs; a `*` port picks a free one (`endpoint` says which). With
+    `curve`, only its clients are answered.
     """
 
-    def __init__(self, path: str | Path, endpoint: str) -> None:
+    def __init__(self, path: str | Path, endpoint: str, curve: Server | None = None) -> None:
         super().__init__(name="replay", daemon=True)
         self._journal = JournalReader(path)
         self._stopping = threading.Event()
@@ -79,6 +81,8 @@ class ReplayServer(threading.Thread):
         # asks for when a socket changes threads.
         self._socket = zmq.Context.instance().socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.secure(self._socket)
         try:
             self._socket.bind(endpoint)
         except zmq.ZMQError as e:

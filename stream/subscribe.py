@@ -2,6 +2,7 @@
 
     python -m stream.subscribe ENDPOINT [--topic plate.] [--count N] [--timeout S]
                                         [--replay ENDPOINT [--after N]]
+                                        [--curve-key CLIENT.key_secret --server-key SERVER.key]
 
 Connects a ZeroMQ SUB socket to the publisher's endpoint and prints each event's JSON
 (the topic and any crop frame are left out: the JSON names the camera) until `--count`
@@ -11,10 +12,12 @@ start it before the events you want, or give `--replay` (the pipeline's
 `publisher.replay_endpoint`): then every event is printed exactly once and in seq order,
 whatever the live socket missed being fetched from the pipeline's journal, starting from
 the journal's end, or with `--after N` from the event after seq N (`--after 0`: all it
-holds). A bad endpoint is a one-line `error:` and exit status 2.
+holds). For a publisher with CurveZMQ on, give this client's secret key file and the
+server's public key file (stream/curve.py). A bad endpoint or key is a one-line `error:`
+and exit status 2.
 
 From Python, `receive(endpoint, topic, count, timeout)` returns the events as a list, and
-`events(...)` yields them; both take `replay_endpoint` and `after` too.
+`events(...)` yields them; both take `replay_endpoint`, `after` and `curve` too.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from contextlib import closing
 from itertools import islice
 
 import zmq
+
+from stream.curve import Client, CurveError
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +62,16 @@ def _is_event(event) -> bool:
 class _Replay:
     """A REQ socket to a replay endpoint (see stream/replay.py)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, curve: Client | None) -> None:
         self.endpoint = endpoint
+        self.curve = curve
         self._socket = self._connect()
 
     def _connect(self) -> zmq.Socket:
         socket = zmq.Context.instance().socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.secure(socket)
         try:
             socket.connect(self.endpoint)
         except zmq.ZMQError as e:
@@ -148,9 +156,11 @@ class _InOrder:
 
 
 def events(endpoint: str, topic: str = "plate.", timeout: float | None = None,
-           replay_endpoint: str | None = None, after: int | None = None) -> Iterator[dict]:
+           replay_endpoint: str | None = None, after: int | None = None,
+           curve: Client | None = None) -> Iterator[dict]:
     """Yield the events published on `endpoint` under topics starting with `topic`, and stop
     after `timeout` seconds without one (None: never). Close the iterator to disconnect.
+    `curve`: this client's keys, for a publisher with CurveZMQ on.
 
     With `replay_endpoint` each event comes exactly once and in seq order: a gap in seq is
     filled from the replay first, and the replay is also asked after RESYNC_S without a live
@@ -162,6 +172,8 @@ def events(endpoint: str, topic: str = "plate.", timeout: float | None = None,
         raise ValueError("after needs a replay_endpoint to fetch from")
     socket = zmq.Context.instance().socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.secure(socket)
     replay = None
     try:
         try:
@@ -174,7 +186,7 @@ def events(endpoint: str, topic: str = "plate.", timeout: float | None = None,
             while socket.poll(wait_ms):
                 yield _event(endpoint, socket.recv_multipart())
             return
-        replay = _Replay(replay_endpoint)
+        replay = _Replay(replay_endpoint, curve)
         order = _InOrder(replay, topic, after)
         quiet_since = resync_at = time.monotonic()  # resync at once: the backlog, or where the journal ends
         while True:
@@ -208,9 +220,10 @@ def events(endpoint: str, topic: str = "plate.", timeout: float | None = None,
 
 
 def receive(endpoint: str, topic: str = "plate.", count: int | None = None, timeout: float = 5.0,
-            replay_endpoint: str | None = None, after: int | None = None) -> list[dict]:
+            replay_endpoint: str | None = None, after: int | None = None,
+            curve: Client | None = None) -> list[dict]:
     """The next `count` events (None: all of them), or fewer if none arrives for `timeout` seconds."""
-    with closing(events(endpoint, topic, timeout, replay_endpoint, after)) as stream:
+    with closing(events(endpoint, topic, timeout, replay_endpoint, after, curve)) as stream:
         return list(islice(stream, count))
 
 
@@ -227,17 +240,23 @@ def main(argv: list[str] | None = None) -> int:
                              "live socket misses, so every event is printed once, in order")
     parser.add_argument("--after", type=int, metavar="N",
                         help="with --replay: start with the events after seq N (0: all the journal holds)")
+    parser.add_argument("--curve-key", metavar="FILE", help="this client's secret key file (NAME.key_secret), "
+                        "for a publisher with CurveZMQ on; needs --server-key")
+    parser.add_argument("--server-key", metavar="FILE", help="the publisher's public key file (NAME.key)")
     args = parser.parse_args(argv)
     for name in ("count", "timeout"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name} must be > 0, got {getattr(args, name)}")
     if args.after is not None and (args.replay is None or args.after < 0):
         parser.error(f"--after needs --replay and must be >= 0, got {args.after}")
+    if (args.curve_key is None) != (args.server_key is None):
+        parser.error("--curve-key and --server-key go together")
     try:
-        with closing(events(args.endpoint, args.topic, args.timeout, args.replay, args.after)) as stream:
+        curve = Client.load(args.curve_key, args.server_key) if args.curve_key else None
+        with closing(events(args.endpoint, args.topic, args.timeout, args.replay, args.after, curve)) as stream:
             for event in islice(stream, args.count):
                 print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
-    except SubscribeError as e:
+    except (SubscribeError, CurveError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -59,7 +59,8 @@ def test_no_document_gives_every_section_with_its_documented_default():
                                     min_final_confidence=0.3, max_reads_per_track=12, candidates=3,
                                     dedupe_seconds=10.0, require_format=False)
     assert c.publisher == PublisherConfig(endpoint="tcp://127.0.0.1:5556", send_crop=False, high_water_mark=1000,
-                                          replay_endpoint="tcp://127.0.0.1:5557", health_seconds=5.0)
+                                          replay_endpoint="tcp://127.0.0.1:5557", health_seconds=5.0,
+                                          curve_secret_key="", curve_client_keys="")
     assert c.journal == JournalConfig(enabled=True, path="events.db", retention_days=30.0)
     assert c.logging == LoggingConfig(level="INFO", stats_seconds=5.0)
     # plate_formats defaults to the table in models/formats.py: every family, every regex, once each
@@ -121,6 +122,8 @@ publisher:
   high_water_mark: 50
   replay_endpoint: ipc:///tmp/plates-replay
   health_seconds: 0.5
+  curve_secret_key: /etc/alpr/server.key_secret
+  curve_client_keys: /etc/alpr/clients
 journal:
   enabled: false
   path: /var/lib/alpr/events.db
@@ -152,7 +155,8 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)
     assert c.plate_formats == {"uk": ["^[A-Z]{2}[0-9]{2}[A-Z]{3}$"],
                                "custom": ["^[0-9]{3}[A-Z]{3}$", "^[A-Z]{3}[0-9]{3}$"]}
-    assert c.publisher == PublisherConfig("ipc:///tmp/plates", True, 50, "ipc:///tmp/plates-replay", 0.5)
+    assert c.publisher == PublisherConfig("ipc:///tmp/plates", True, 50, "ipc:///tmp/plates-replay", 0.5,
+                                          "/etc/alpr/server.key_secret", "/etc/alpr/clients")
     assert c.journal == JournalConfig(False, "/var/lib/alpr/events.db", 7.0)
     assert isinstance(c.journal.retention_days, float)
     assert c.logging == LoggingConfig("DEBUG", 1.0)
@@ -242,6 +246,8 @@ def test_an_empty_file_means_all_defaults(tmp_path):
     ({"publisher": {"high_water_mark": 0}}, "publisher.high_water_mark", ">= 1"),
     ({"publisher": {"replay_endpoint": "localhost:5557"}}, "publisher.replay_endpoint", "tcp://"),
     ({"publisher": {"replay_endpoint": 5557}}, "publisher.replay_endpoint", "expected a string"),
+    ({"publisher": {"curve_secret_key": "keys/server.key_secret"}}, "publisher.curve_client_keys", "must be set too"),
+    ({"publisher": {"curve_client_keys": "keys/clients"}}, "publisher.curve_secret_key", "must be set too"),
     ({"journal": {"enabled": "yes"}}, "journal.enabled", "expected true or false"),
     ({"journal": {"path": ""}}, "journal.path", "must not be empty"),
     ({"journal": {"path": None}}, "journal.path", "expected a string"),

@@ -9,14 +9,16 @@ import subprocess
 import sys
 import time
 from difflib import SequenceMatcher
+from pathlib import Path
 
 import cv2
 import pytest
 import zmq
 
 import run_stream
-from conftest import ROOT, offline_env
+from conftest import ROOT, offline_env, run_module
 from models.synth.video import render_video
+from stream.curve import Client
 
 EVENT_WAIT_S = 240  # the whole replay, model loading included, on a slow 2-core machine
 
@@ -47,17 +49,23 @@ def _follow(sub, proc: subprocess.Popen, on_message) -> float | None:
     return exited
 
 
-def _run_and_subscribe(video, tmp_path, name: str, *extra: str
+def _run_and_subscribe(video, tmp_path, name: str, *extra: str, keys: Path | None = None
                        ) -> tuple[list[dict], list[dict], subprocess.CompletedProcess]:
-    """Run run_stream.py on `video` with a subscriber attached; (received, jsonl, process)."""
+    """Run run_stream.py on `video` with a subscriber attached; (received, jsonl, process).
+    With `keys` (a folder made by stream.curve holding `server` and `client` pairs), Curve
+    is on and the subscriber is the listed client."""
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     cfg = tmp_path / f"{name}.yaml"
     # a journal of its own per run, so each run's seq starts at 1
-    cfg.write_text(f"publisher:\n  endpoint: {endpoint}\n  replay_endpoint: tcp://127.0.0.1:*\n"
+    curve = (f"  curve_secret_key: {keys / 'server.key_secret'}\n  curve_client_keys: {keys / 'clients'}\n"
+             if keys else "")
+    cfg.write_text(f"publisher:\n  endpoint: {endpoint}\n  replay_endpoint: tcp://127.0.0.1:*\n{curve}"
                    f"journal:\n  path: {tmp_path / name}.db\nlogging:\n  level: WARNING\n")
     jsonl = tmp_path / f"{name}.jsonl"
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
+    if keys:
+        Client.load(keys / "client.key_secret", keys / "server.key").secure(sub)
     sub.setsockopt(zmq.SUBSCRIBE, b"plate.")
     sub.connect(endpoint)  # before the publisher binds: ZeroMQ connects as soon as it is up
     proc = subprocess.Popen([sys.executable, "run_stream.py", "--config", str(cfg), "--source", str(video),
@@ -97,11 +105,15 @@ def test_one_correct_event_per_car_in_order(video, tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
 
 
-def test_replay_is_deterministic(video, tmp_path):
+def test_replay_is_deterministic_with_curve_on_or_off(video, tmp_path):
     path, _ = video
+    keys = tmp_path / "keys"
+    assert run_module("stream.curve", keys, "server", "client", tmp_path=tmp_path).returncode == 0
+    (keys / "clients").mkdir()
+    (keys / "client.key").rename(keys / "clients" / "client.key")
     a, _, pa = _run_and_subscribe(path, tmp_path, "a")
-    b, _, pb = _run_and_subscribe(path, tmp_path, "b")
-    assert pa.returncode == 0 and pb.returncode == 0
+    b, _, pb = _run_and_subscribe(path, tmp_path, "b", keys=keys)
+    assert pa.returncode == 0 and pb.returncode == 0, pb.stderr
     assert a, "no events at all"
     assert [{**e, "event_id": None} for e in a] == [{**e, "event_id": None} for e in b]  # ids are random
 
