@@ -49,7 +49,7 @@ class PlateDetector:
 
     def __init__(self, weights: Path | str = DEFAULT_WEIGHTS, device: str = "auto", half: bool = True,
                  imgsz: int = IMGSZ):
-        weights = Path(weights)
+        self.weights = weights = Path(weights)
         if not weights.is_file():
             raise ModelError(f"detector weights not found: {weights}")
         offline_ultralytics()

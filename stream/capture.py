@@ -155,6 +155,7 @@ class Capture(threading.Thread):
         self.read = 0  # frames read from the source (every connection of a live one)
         self.queued = 0  # frames put on the queue (read, less those max_fps skipped)
         self.dropped = 0  # live frames discarded because processing was behind
+        self.decode_seconds = 0.0  # spent reading and decoding replay frames (bench figures)
         self.total: int | None = None  # frames in a replay source, when known
         self.fps: float | None = None  # the source's frame rate, when it tells
         # connecting: no frame yet; streaming: frames arrive; reconnecting: a live source was
@@ -196,7 +197,9 @@ class Capture(threading.Thread):
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
             self.total = len(files)
             for i, f in enumerate(files):
+                start = time.perf_counter()
                 img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                self.decode_seconds += time.perf_counter() - start
                 if img is None:
                     log.warning("camera %s: skipping unreadable image %s", self.camera_id, f)
                     continue
@@ -213,7 +216,9 @@ class Capture(threading.Thread):
         index = 0
         try:
             while not self.stop_event.is_set():
+                start = time.perf_counter()
                 ok, img = cap.read()
+                self.decode_seconds += time.perf_counter() - start
                 if not ok or img is None:
                     return
                 # Replay uses the file's own clock so results do not depend on speed.

@@ -23,6 +23,8 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,7 @@ READ_QUEUE = 16  # frames' worth of crops waiting for OCR
 SHARPER = 1.2  # after a plate is decided, a new crop is read only when this much better
 EDGE = 2  # px: boxes this close to the frame border are not read
 STEADY = 0.12  # a box is read only when its width changed less than this share since the last frame
+LATENCY_WINDOW = 10_000  # latencies kept for the p50/p95 figures: the latest events'
 IDLE_POLL = 0.2  # s: how often an idle read thread looks whether health messages are due
 
 
@@ -141,7 +144,9 @@ class Pipeline:
         # Latency: from the capture of the first frame whose read already gave the plate's
         # final text (the plate became legible) to the event's publication.
         self.first_read: dict[tuple[str, int], dict[str, float]] = {}
-        self.latencies: list[float] = []
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        # Seconds spent per stage since start; each is written by one thread only (bench figures).
+        self.stage_seconds = dict.fromkeys(("detect", "track", "ocr", "vote", "publish"), 0.0)
         self.frames_done = 0
         self.processed = {c.id: 0 for c in config.cameras}  # frames done per camera
         self._started = self._health_at = time.monotonic()  # uptime; the last health messages
@@ -175,11 +180,14 @@ class Pipeline:
         while open_cams:
             items = self._next_frames(open_cams)
             frames = [f for f in items if isinstance(f, Frame)]
-            dets = self.detector.detect([f.image for f in frames], conf=self.config.detector.conf) if frames else []
+            with self._timed("detect"):
+                dets = self.detector.detect([f.image for f in frames], conf=self.config.detector.conf) if frames else []
             now = time.monotonic()
             for frame, ds in zip(frames, dets):
                 last_frame[frame.camera_id] = now
-                self.read_queue.put(self._track(frame, ds))
+                with self._timed("track"):
+                    job = self._track(frame, ds)
+                self.read_queue.put(job)
             for end in (i for i in items if isinstance(i, EndOfStream)):
                 open_cams.discard(end.camera_id)
                 self.read_queue.put(_ending(end.camera_id, self.trackers[end.camera_id].flush()))
@@ -242,7 +250,8 @@ class Pipeline:
                 done = True
                 jobs = jobs[:jobs.index(None)]
             crops = [c for j in jobs for _, c in j.to_read]
-            reads = iter(self.recognizer.read(crops, self.config.ocr.batch_size) if crops else [])
+            with self._timed("ocr"):
+                reads = iter(self.recognizer.read(crops, self.config.ocr.batch_size) if crops else [])
             for job in jobs:
                 self._vote(job, [(t, c, next(reads)) for t, c in job.to_read])
 
@@ -253,24 +262,34 @@ class Pipeline:
             if r.confidence < self.config.ocr.min_confidence:
                 continue
             self.first_read.setdefault((f.camera_id, track.track_id), {}).setdefault(r.text, f.received)
-            d = voter.add(PlateRead(f.camera_id, track.track_id, f.index, f.timestamp, r.text, r.confidence,
-                                    r.char_confidences, r.region, track.box, crop))
+            with self._timed("vote"):
+                d = voter.add(PlateRead(f.camera_id, track.track_id, f.index, f.timestamp, r.text, r.confidence,
+                                        r.char_confidences, r.region, track.box, crop))
             if d:
                 self._publish(d)
         for tid in job.ended:
-            d = voter.end_track(tid)
+            with self._timed("vote"):
+                d = voter.end_track(tid)
             if d:
                 self._publish(d)
             self.decided.discard((f.camera_id, tid))
             self.first_read.pop((f.camera_id, tid), None)
+            self.plates.pop((f.camera_id, tid), None)
         if f.index >= 0:
             self.frames_done += 1
             self.processed[f.camera_id] += 1
             if self.save_video and f.camera_id == self.config.cameras[0].id:  # one video: the first camera
                 self._annotate(job)
 
+    @contextmanager
+    def _timed(self, stage: str):
+        start = time.perf_counter()
+        yield
+        self.stage_seconds[stage] += time.perf_counter() - start
+
     def _publish(self, d: PlateDecision) -> None:
-        event = self.publisher.publish(d, self.clocks[d.camera_id])
+        with self._timed("publish"):
+            event = self.publisher.publish(d, self.clocks[d.camera_id])
         self.events += 1
         legible = self.first_read.get((d.camera_id, d.track_id), {}).get(d.plate)
         if legible is not None:

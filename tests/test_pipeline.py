@@ -49,18 +49,24 @@ def _follow(sub, proc: subprocess.Popen, on_message) -> float | None:
     return exited
 
 
+def _config(tmp_path: Path, name: str, endpoint: str, publisher: str = "", level: str = "WARNING") -> Path:
+    """A config file publishing on `endpoint` (plus `publisher` lines) with a journal of its
+    own, so each run's seq starts at 1."""
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(f"publisher:\n  endpoint: {endpoint}\n  replay_endpoint: tcp://127.0.0.1:*\n{publisher}"
+                   f"journal:\n  path: {tmp_path / name}.db\nlogging:\n  level: {level}\n")
+    return cfg
+
+
 def _run_and_subscribe(video, tmp_path, name: str, *extra: str, keys: Path | None = None
                        ) -> tuple[list[dict], list[dict], subprocess.CompletedProcess]:
     """Run run_stream.py on `video` with a subscriber attached; (received, jsonl, process).
     With `keys` (a folder made by stream.curve holding `server` and `client` pairs), Curve
     is on and the subscriber is the listed client."""
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    cfg = tmp_path / f"{name}.yaml"
-    # a journal of its own per run, so each run's seq starts at 1
     curve = (f"  curve_secret_key: {keys / 'server.key_secret'}\n  curve_client_keys: {keys / 'clients'}\n"
              if keys else "")
-    cfg.write_text(f"publisher:\n  endpoint: {endpoint}\n  replay_endpoint: tcp://127.0.0.1:*\n{curve}"
-                   f"journal:\n  path: {tmp_path / name}.db\nlogging:\n  level: WARNING\n")
+    cfg = _config(tmp_path, name, endpoint, curve)
     jsonl = tmp_path / f"{name}.jsonl"
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
@@ -255,3 +261,28 @@ def test_a_second_signal_or_a_drain_past_the_bound_exits_at_once_non_zero(tmp_pa
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 1
     assert "did not finish within 0.5 s" in proc.stderr.read()
+
+
+def test_odd_frames_in_a_folder_neither_stop_the_run_nor_lose_its_events(tmp_path):
+    """Grey, 4-channel, 16-bit, 1x1 and 8K frames and a corrupt file among real photos: every
+    readable frame is processed, the bad file is named once, the plates still come out."""
+    street = cv2.imread(str(ROOT / "samples" / "street.jpg"))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_street.png"), street)
+    cv2.imwrite(str(folder / "b_grey.png"), cv2.cvtColor(street, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "c_bgra.png"), cv2.cvtColor(street, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(folder / "d_16bit.png"), street.astype("uint16") * 257)
+    cv2.imwrite(str(folder / "e_dot.png"), street[:1, :1])
+    (folder / "f_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cv2.imwrite(str(folder / "g_8k.png"), cv2.resize(street, (7680, 4320)))
+    cv2.imwrite(str(folder / "h_street.png"), street)
+    jsonl = tmp_path / "events.jsonl"
+    r = subprocess.run([sys.executable, "run_stream.py", "--source", str(folder), "--jsonl", str(jsonl), "--quiet",
+                        "--config", str(_config(tmp_path, "odd", "tcp://127.0.0.1:*", level="INFO"))], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len([line for line in r.stderr.splitlines() if "f_corrupt.jpg" in line]) == 1
+    done = json.loads(r.stderr.split("done: ")[1].splitlines()[0])
+    assert done["frames"] == 7
+    assert [json.loads(line)["plate"] for line in jsonl.read_text().splitlines()]

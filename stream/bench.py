@@ -1,0 +1,192 @@
+"""Benchmark the real pipeline on a video file and print what it costs.
+
+    python -m stream.bench [--source VIDEO] [--streams N] [--loop K] [--device auto|cpu|cuda[:N]]
+                           [--weights DETECTOR] [--realtime] [--stalled-subscriber] [--json]
+
+Runs `stream.pipeline.Pipeline` (the same code as run_stream.py, publishing on loopback
+ports of its own, journal in a temporary folder) on VIDEO (default: the shipped sample),
+as N cameras reading a copy each, the file played K times over (joined with ffmpeg: a soak),
+as fast as it goes or, with `--realtime`, paced to the file's clock. It prints:
+
+- the hardware and the detector's runtime;
+- end-to-end frames per second (every camera's frames, over the wall time of the run);
+- time per frame in each stage: decode (reading the file), detect, track, OCR, vote, publish;
+- event latency p50/p95: from the capture of the first frame whose read gave the plate its
+  published text (the plate became legible) to the event's publication;
+- memory: resident size after the models loaded, at the end, and the peak; with CUDA the
+  peak GPU memory too;
+- the deepest the frame and read queues got (bounded: FRAME_QUEUE, READ_QUEUE).
+
+`--stalled-subscriber` connects a subscriber that never reads, to show that a stuck consumer
+costs the pipeline no memory (ZeroMQ's high-water mark). `--json`: the same as one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import zmq
+
+from config.schema import CameraConfig, parse_config
+from models.errors import ModelError
+from stream.capture import SourceError
+from stream.pipeline import Pipeline
+from stream.publish import PublishError
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "traffic.mp4"
+SAMPLE_S = 0.2  # how often memory and queue depths are sampled
+
+
+def _hardware(device: str) -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+            "gpu": gpu, "device": device, "torch": torch.__version__}
+
+
+def _looped(source: Path, times: int, folder: Path) -> Path:
+    """`source` played `times` times over, as one file (stream copy: no re-encoding)."""
+    if times == 1:
+        return source
+    if shutil.which("ffmpeg") is None:
+        raise SourceError("--loop needs ffmpeg on the PATH")
+    out = folder / f"looped{source.suffix}"
+    r = subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", str(times - 1), "-i", str(source), "-c", "copy",
+                        str(out)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SourceError(f"ffmpeg cannot loop {source}: {r.stderr.strip().splitlines()[-1:]}")
+    return out
+
+
+class _Sampler(threading.Thread):
+    """Resident memory and queue depths every SAMPLE_S while the pipeline runs."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__(name="bench-sampler", daemon=True)
+        self.pipeline = pipeline
+        self.stop = threading.Event()
+        self.max_frame_queue = self.max_read_queue = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(SAMPLE_S):
+            self.max_frame_queue = max([self.max_frame_queue, *(q.qsize() for q in self.pipeline.queues.values())])
+            self.max_read_queue = max(self.max_read_queue, self.pipeline.read_queue.qsize())
+
+
+def run(source: Path, streams: int, loop: int, device: str, weights: str | None, realtime: bool,
+        stalled_subscriber: bool) -> dict:
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="alpr-bench-") as tmp:
+        video = _looped(source, loop, Path(tmp))
+        raw = {"detector": {"device": device, **({"weights": weights} if weights else {})},
+               "publisher": {"endpoint": "tcp://127.0.0.1:*", "replay_endpoint": "tcp://127.0.0.1:*"},
+               "journal": {"path": str(Path(tmp) / "events.db")}}
+        config = parse_config(raw)
+        config.cameras = [CameraConfig(f"cam{i}", str(video)) for i in range(streams)]
+        pipeline = Pipeline(config, realtime=realtime)
+        stalled = None
+        if stalled_subscriber:
+            stalled = zmq.Context.instance().socket(zmq.SUB)
+            stalled.setsockopt(zmq.SUBSCRIBE, b"")
+            stalled.setsockopt(zmq.RCVHWM, 1)
+            stalled.connect(pipeline.publisher.endpoint)
+        proc = psutil.Process()
+        rss_start = proc.memory_info().rss
+        sampler = _Sampler(pipeline)
+        sampler.start()
+        start = time.perf_counter()
+        stats = pipeline.run()
+        seconds = time.perf_counter() - start
+        sampler.stop.set()
+        sampler.join()
+        if stalled is not None:
+            stalled.close(linger=0)
+        frames = max(1, stats["frames"])
+        stages = {"decode": sum(c.decode_seconds for c in pipeline.captures), **pipeline.stage_seconds}
+        cuda = torch.cuda.is_available() and str(pipeline.detector.device).startswith("cuda")
+        return {
+            "hardware": _hardware(str(pipeline.detector.device)),
+            "detector": {"weights": str(pipeline.detector.weights), "imgsz": pipeline.detector.imgsz,
+                         "half": pipeline.detector.half},
+            "source": str(source), "streams": streams, "loop": loop, "realtime": realtime,
+            "stalled_subscriber": stalled_subscriber,
+            "frames": stats["frames"], "seconds": round(seconds, 2), "fps": round(stats["frames"] / seconds, 2),
+            "stage_ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in stages.items()},
+            "events": stats["events"], "dropped": stats["dropped"],
+            "latency_ms_p50": stats["latency_ms_p50"], "latency_ms_p95": stats["latency_ms_p95"],
+            "rss_mb": {"start": round(rss_start / 2 ** 20), "end": round(proc.memory_info().rss / 2 ** 20),
+                       # ru_maxrss is in KiB on Linux
+                       "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
+            "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2 ** 20) if cuda else None,
+            "max_queue": {"frames": sampler.max_frame_queue, "read": sampler.max_read_queue},
+        }
+
+
+def report(r: dict) -> str:
+    hw, st = r["hardware"], r["stage_ms_per_frame"]
+    return "\n".join([
+        f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gb']} GB, GPU {hw['gpu'] or 'none'}; "
+        f"device {hw['device']}, torch {hw['torch']}",
+        f"detector: {r['detector']['weights']} at {r['detector']['imgsz']} px{', fp16' if r['detector']['half'] else ''}",
+        f"source: {r['source']} x {r['streams']} stream(s), played {r['loop']} time(s), "
+        f"{'paced to its clock' if r['realtime'] else 'as fast as possible'}"
+        f"{', with a stalled subscriber' if r['stalled_subscriber'] else ''}",
+        f"{r['frames']} frames in {r['seconds']} s: {r['fps']} fps end to end, {r['dropped']} dropped",
+        "ms per frame: " + ", ".join(f"{k} {v}" for k, v in st.items()),
+        f"{r['events']} events, latency p50 {r['latency_ms_p50']} ms, p95 {r['latency_ms_p95']} ms",
+        f"memory (RSS MB): start {r['rss_mb']['start']}, end {r['rss_mb']['end']}, peak {r['rss_mb']['peak']}"
+        + (f"; GPU peak {r['gpu_peak_mb']} MB" if r["gpu_peak_mb"] is not None else ""),
+        f"deepest queues: frames {r['max_queue']['frames']}, read {r['max_queue']['read']}",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m stream.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", type=Path, default=SAMPLE, help="a video file (default: the shipped sample)")
+    ap.add_argument("--streams", type=int, default=1, help="cameras, each reading the file")
+    ap.add_argument("--loop", type=int, default=1, help="play the file this many times over (needs ffmpeg)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--weights", help="detector weights (.pt, .onnx, .engine); default: the config's")
+    ap.add_argument("--realtime", action="store_true", help="pace each stream to the file's clock")
+    ap.add_argument("--stalled-subscriber", action="store_true", help="attach a subscriber that never reads")
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = ap.parse_args(argv)
+    for name in ("streams", "loop"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        result = run(args.source, args.streams, args.loop, args.device, args.weights, args.realtime,
+                     args.stalled_subscriber)
+    except (SourceError, ModelError, PublishError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result) if args.json else report(result), flush=True)
+    zmq.Context.instance().term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
