@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from models.detector import DEFAULT_WEIGHTS, IMGSZ, MIN_CONFIDENCE
+from models.detector import IMGSZ, MIN_CONFIDENCE
 from models.formats import FORMATS
 from models.recognizer import NETWORK, OCR_DIR
 
@@ -85,15 +85,21 @@ class CaptureConfig:
 
 @dataclass
 class DetectorConfig:
-    weights: str = str(DEFAULT_WEIGHTS)  # .pt (PyTorch) or .onnx (ONNX Runtime)
+    # auto: the shipped ONNX export on CPU, a TensorRT engine (else PyTorch fp16) on CUDA;
+    # or a file: .pt (PyTorch), .onnx (ONNX Runtime, exported at imgsz), .engine (TensorRT)
+    weights: str = "auto"
     imgsz: int = IMGSZ  # network input size (pixels, multiple of 32); the ONNX export is fixed at this size
     conf: float = MIN_CONFIDENCE  # minimum detection confidence
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     half: bool = True  # fp16 on CUDA (ignored on CPU)
+    # Detect on every k-th frame of a camera once each of its tracks has been read (the
+    # tracker carries the boxes in between); every frame while one is unread. 1: every frame.
+    detect_every: int = 1
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(self.imgsz >= 32 and self.imgsz % 32 == 0, f"{path}imgsz", f"must be a multiple of 32, got {self.imgsz}")
         _check(0 < self.conf < 1, f"{path}conf", f"must be between 0 and 1, got {self.conf}")
+        _check(self.detect_every >= 1, f"{path}detect_every", f"must be >= 1, got {self.detect_every}")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:") and self.device[5:].isdigit(),
                f"{path}device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

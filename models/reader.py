@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.detector import DEFAULT_WEIGHTS, IMGSZ, MIN_CONFIDENCE, PlateDetector
+from models.detector import IMGSZ, MIN_CONFIDENCE, PlateDetector
 from models.errors import ModelError
 from models.recognizer import OCR_DIR, NETWORK, PlateRecognizer, TextRead
 
@@ -78,7 +78,7 @@ def crop(img: np.ndarray, box: tuple[float, float, float, float], margin: float 
 
 
 class PlateReader:
-    def __init__(self, detector_weights: Path | str = DEFAULT_WEIGHTS, ocr_weights: Path | str = OCR_DIR / f"{NETWORK}.pth",
+    def __init__(self, detector_weights: Path | str = "auto", ocr_weights: Path | str = OCR_DIR / f"{NETWORK}.pth",
                  device: str = "auto", min_confidence: float = 0.5, detection_confidence: float = MIN_CONFIDENCE,
                  imgsz: int = IMGSZ, detect: bool = True):
         """`detect=False` loads the recognizer only, for `read_crops`."""

@@ -1,10 +1,11 @@
 """Train the plate recognizer (CTC) on generated plate crops.
 
-    python -m models.train_ocr [--minutes 90] [--resume] [--device auto|cpu|cuda]
+    python -m models.train_ocr [--minutes 90] [--resume | --init WEIGHTS] [--device auto|cpu|cuda]
 
 Crops are generated on the fly by worker processes (a new plate every sample, so the
 network never sees the same one twice); the run checkpoints every few minutes to
-`runs/ocr/last.pt` and `--resume` continues it, so a run can span sessions. At the end
+`runs/ocr/last.pt` and `--resume` continues it, so a run can span sessions; `--init` starts
+a new schedule from weights in EasyOCR's layout (fine-tuning shipped weights). At the end
 (and at every checkpoint) the weights are written in EasyOCR's layout to
 `models/ocr/alpr_crnn.pth`.
 """
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--resume", action="store_true", help="continue runs/ocr/last.pt")
+    ap.add_argument("--init", type=Path, help="start from these weights (EasyOCR layout), new schedule")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=OCR_DIR / "alpr_crnn.pth")
     args = ap.parse_args()
@@ -108,6 +110,9 @@ def main() -> None:
     model = build_network().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     elapsed, step, best = 0.0, 0, 0.0
+    if args.init:
+        state = torch.load(args.init, map_location=device)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
     if args.resume and (RUN_DIR / "last.pt").exists():
         ck = torch.load(RUN_DIR / "last.pt", map_location=device)
         model.load_state_dict(ck["model"])

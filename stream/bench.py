@@ -1,7 +1,7 @@
 """Benchmark the real pipeline on a video file and print what it costs.
 
     python -m stream.bench [--source VIDEO] [--streams N] [--loop K] [--device auto|cpu|cuda[:N]]
-                           [--weights DETECTOR] [--realtime] [--stalled-subscriber] [--json]
+                           [--weights DETECTOR] [--detect-every K] [--realtime] [--stalled-subscriber] [--json]
 
 Runs `stream.pipeline.Pipeline` (the same code as run_stream.py, publishing on loopback
 ports of its own, journal in a temporary folder) on VIDEO (default: the shipped sample),
@@ -93,13 +93,13 @@ class _Sampler(threading.Thread):
             self.max_read_queue = max(self.max_read_queue, self.pipeline.read_queue.qsize())
 
 
-def run(source: Path, streams: int, loop: int, device: str, weights: str | None, realtime: bool,
+def run(source: Path, streams: int, loop: int, device: str, weights: str, detect_every: int, realtime: bool,
         stalled_subscriber: bool) -> dict:
     import torch
 
     with tempfile.TemporaryDirectory(prefix="alpr-bench-") as tmp:
         video = _looped(source, loop, Path(tmp))
-        raw = {"detector": {"device": device, **({"weights": weights} if weights else {})},
+        raw = {"detector": {"device": device, "weights": weights, "detect_every": detect_every},
                "publisher": {"endpoint": "tcp://127.0.0.1:*", "replay_endpoint": "tcp://127.0.0.1:*"},
                "journal": {"path": str(Path(tmp) / "events.db")}}
         config = parse_config(raw)
@@ -128,10 +128,10 @@ def run(source: Path, streams: int, loop: int, device: str, weights: str | None,
         return {
             "hardware": _hardware(str(pipeline.detector.device)),
             "detector": {"weights": str(pipeline.detector.weights), "imgsz": pipeline.detector.imgsz,
-                         "half": pipeline.detector.half},
+                         "half": pipeline.detector.half, "detect_every": detect_every},
             "source": str(source), "streams": streams, "loop": loop, "realtime": realtime,
             "stalled_subscriber": stalled_subscriber,
-            "frames": stats["frames"], "seconds": round(seconds, 2), "fps": round(stats["frames"] / seconds, 2),
+            "frames": stats["frames"], "frames_detected": stats["frames_detected"], "seconds": round(seconds, 2), "fps": round(stats["frames"] / seconds, 2),
             "stage_ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in stages.items()},
             "events": stats["events"], "dropped": stats["dropped"],
             "latency_ms_p50": stats["latency_ms_p50"], "latency_ms_p95": stats["latency_ms_p95"],
@@ -148,11 +148,13 @@ def report(r: dict) -> str:
     return "\n".join([
         f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gb']} GB, GPU {hw['gpu'] or 'none'}; "
         f"device {hw['device']}, torch {hw['torch']}",
-        f"detector: {r['detector']['weights']} at {r['detector']['imgsz']} px{', fp16' if r['detector']['half'] else ''}",
+        f"detector: {r['detector']['weights']} at {r['detector']['imgsz']} px{', fp16' if r['detector']['half'] else ''}"
+        f", every {r['detector']['detect_every']} frame(s) once tracks are read",
         f"source: {r['source']} x {r['streams']} stream(s), played {r['loop']} time(s), "
         f"{'paced to its clock' if r['realtime'] else 'as fast as possible'}"
         f"{', with a stalled subscriber' if r['stalled_subscriber'] else ''}",
-        f"{r['frames']} frames in {r['seconds']} s: {r['fps']} fps end to end, {r['dropped']} dropped",
+        f"{r['frames']} frames in {r['seconds']} s: {r['fps']} fps end to end, {r['dropped']} dropped, "
+        f"{r['frames_detected']} through the detector",
         "ms per frame: " + ", ".join(f"{k} {v}" for k, v in st.items()),
         f"{r['events']} events, latency p50 {r['latency_ms_p50']} ms, p95 {r['latency_ms_p95']} ms",
         f"memory (RSS MB): start {r['rss_mb']['start']}, end {r['rss_mb']['end']}, peak {r['rss_mb']['peak']}"
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", type=int, default=1, help="cameras, each reading the file")
     ap.add_argument("--loop", type=int, default=1, help="play the file this many times over (needs ffmpeg)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    ap.add_argument("--weights", help="detector weights (.pt, .onnx, .engine); default: the config's")
+    ap.add_argument("--weights", default="auto", help="detector weights (.pt, .onnx, .engine; default auto)")
+    ap.add_argument("--detect-every", type=int, default=1, help="detector.detect_every (see README)")
     ap.add_argument("--realtime", action="store_true", help="pace each stream to the file's clock")
     ap.add_argument("--stalled-subscriber", action="store_true", help="attach a subscriber that never reads")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -178,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        result = run(args.source, args.streams, args.loop, args.device, args.weights, args.realtime,
-                     args.stalled_subscriber)
+        result = run(args.source, args.streams, args.loop, args.device, args.weights, args.detect_every,
+                     args.realtime, args.stalled_subscriber)
     except (SourceError, ModelError, PublishError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

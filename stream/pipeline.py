@@ -138,6 +138,7 @@ class Pipeline:
         self.on_event = on_event
         self.read_queue: queue.Queue[ReadJob | None] = queue.Queue(READ_QUEUE)
         self.track_state: dict[tuple[str, int], _TrackState] = {}
+        self._skipped = {c.id: 0 for c in config.cameras}  # frames since the camera's last detection
         self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
         self.events = 0
@@ -148,6 +149,7 @@ class Pipeline:
         # Seconds spent per stage since start; each is written by one thread only (bench figures).
         self.stage_seconds = dict.fromkeys(("detect", "track", "ocr", "vote", "publish"), 0.0)
         self.frames_done = 0
+        self.frames_detected = 0  # frames the detector ran on (detector.detect_every skips some)
         self.processed = {c.id: 0 for c in config.cameras}  # frames done per camera
         self._started = self._health_at = time.monotonic()  # uptime; the last health messages
         self._health_counts: dict[str, tuple[int, int]] = {}  # camera -> (frames in, processed) then
@@ -180,13 +182,16 @@ class Pipeline:
         while open_cams:
             items = self._next_frames(open_cams)
             frames = [f for f in items if isinstance(f, Frame)]
+            detect = [f for f in frames if self._detect_now(f.camera_id)]
             with self._timed("detect"):
-                dets = self.detector.detect([f.image for f in frames], conf=self.config.detector.conf) if frames else []
+                dets = self.detector.detect([f.image for f in detect], conf=self.config.detector.conf) if detect else []
+            found = {id(f): ds for f, ds in zip(detect, dets)}
+            self.frames_detected += len(detect)
             now = time.monotonic()
-            for frame, ds in zip(frames, dets):
+            for frame in frames:
                 last_frame[frame.camera_id] = now
                 with self._timed("track"):
-                    job = self._track(frame, ds)
+                    job = self._track(frame, found[id(frame)]) if id(frame) in found else self._coast(frame)
                 self.read_queue.put(job)
             for end in (i for i in items if isinstance(i, EndOfStream)):
                 open_cams.discard(end.camera_id)
@@ -199,6 +204,21 @@ class Pipeline:
                     if ended:
                         self.read_queue.put(_ending(cam, ended))
         self.read_queue.put(None)
+
+    def _detect_now(self, cam: str) -> bool:
+        """Whether this camera's next frame goes through the detector (`detector.detect_every`)."""
+        skipped = self._skipped[cam]
+        if (skipped + 1 >= self.config.detector.detect_every
+                or any((cam, tid) not in self.decided for tid in self.trackers[cam].live_ids())):
+            self._skipped[cam] = 0
+            return True
+        self._skipped[cam] = skipped + 1
+        return False
+
+    def _coast(self, frame: Frame) -> ReadJob:
+        """A frame the detector skipped: the tracks move on their filters, nothing is read."""
+        tracker = self.trackers[frame.camera_id]
+        return ReadJob(frame, tracker.predict(frame.index), [], tracker.pop_ended())
 
     def _track(self, frame: Frame, detections: list[Detection]) -> ReadJob:
         cam = frame.camera_id
@@ -344,7 +364,7 @@ class Pipeline:
     def stats(self) -> dict:
         lat = sorted(self.latencies)
         pct = (lambda p: round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 1)) if lat else (lambda p: None)
-        return {"frames": self.frames_done, "events": self.events,
+        return {"frames": self.frames_done, "frames_detected": self.frames_detected, "events": self.events,
                 "dropped": sum(c.dropped for c in self.captures),
                 "latency_ms_p50": pct(0.5), "latency_ms_p95": pct(0.95)}
 

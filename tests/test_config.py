@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from config.schema import (CameraConfig, CaptureConfig, Config, ConfigError, DetectorConfig, JournalConfig,
                            LoggingConfig, OcrConfig, PublisherConfig, TrackerConfig, VotingConfig, load_config,
                            parse_config)
-from models.detector import DEFAULT_WEIGHTS
 from models.formats import FORMATS
 from models.recognizer import NETWORK, OCR_DIR
 
@@ -51,7 +50,7 @@ def test_no_document_gives_every_section_with_its_documented_default():
     assert isinstance(c, Config)
     assert c.cameras == []
     assert c.capture == CaptureConfig(stall_seconds=10.0, max_backoff_seconds=10.0)
-    assert c.detector == DetectorConfig(weights=str(DEFAULT_WEIGHTS), imgsz=512, conf=0.4, device="auto", half=True)
+    assert c.detector == DetectorConfig(weights="auto", imgsz=512, conf=0.4, device="auto", half=True)
     assert c.tracker == TrackerConfig(max_age=15, min_hits=2, iou_threshold=0.2)
     assert c.ocr == OcrConfig(weights=str(OCR_DIR / f"{NETWORK}.pth"), min_confidence=0.2, crop_margin=0.06,
                               batch_size=32)

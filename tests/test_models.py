@@ -6,16 +6,19 @@ Held-out material: generator seeds never used in training (training uses list se
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from conftest import HELDOUT_FONT, offline_env
+from models.detector import DEFAULT_WEIGHTS, ONNX_WEIGHTS, resolve_weights
 from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS
 from models.reader import PlateReader
@@ -97,6 +100,16 @@ def test_shipped_weights_load_offline(reader, no_network):
     assert reader.recognizer.device.type == "cpu"
     assert reader.detector.device == "cpu"
     assert no_network == [], f"model loading tried to reach the network: {no_network}"
+
+
+def test_auto_weights_pick_the_fastest_shipped_runtime(reader, monkeypatch):
+    assert reader.detector.weights == ONNX_WEIGHTS  # the reader fixture runs on CPU
+    assert resolve_weights("auto", "cpu", imgsz=640) == DEFAULT_WEIGHTS  # the ONNX export is fixed at IMGSZ
+    assert resolve_weights("elsewhere/mine.onnx", "cpu") == Path("elsewhere/mine.onnx")
+    # CUDA without TensorRT, or in fp32: PyTorch; decided without a GPU
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorrt" else object())
+    assert resolve_weights("auto", "cuda:0") == DEFAULT_WEIGHTS
+    assert resolve_weights("auto", "cuda:0", half=False) == DEFAULT_WEIGHTS
 
 
 def test_reads_heldout_plates_through_a_mild_camera(reader, no_network):

@@ -111,6 +111,22 @@ def test_one_correct_event_per_car_in_order(video, tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
 
 
+def test_detecting_every_third_frame_once_read_keeps_every_event(video, tmp_path):
+    path, truth = video
+    jsonl = tmp_path / "events.jsonl"
+    cfg = _config(tmp_path, "cadence", "tcp://127.0.0.1:*", level="INFO")
+    cfg.write_text(cfg.read_text() + "detector:\n  detect_every: 3\n")
+    r = subprocess.run([sys.executable, "run_stream.py", "--source", str(path), "--jsonl", str(jsonl), "--quiet",
+                        "--config", str(cfg)], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stderr.split("done: ")[1].splitlines()[0])
+    # every frame while a plate is unread, every third otherwise: well under all, well over a third
+    assert done["frames"] / 3 < done["frames_detected"] < done["frames"] * 0.9
+    events = sorted((json.loads(line) for line in jsonl.read_text().splitlines()), key=lambda e: e["first_seen"]["frame"])
+    assert [e["plate"] for e in events] == [c.plate for c in truth]
+
+
 def test_replay_is_deterministic_with_curve_on_or_off(video, tmp_path):
     path, _ = video
     keys = tmp_path / "keys"

@@ -157,6 +157,10 @@ class SortTracker:
             t.predict()
         return [self._report(t, frame_index, matched=False) for t in self._tracks if t.confirmed]
 
+    def live_ids(self) -> list[int]:
+        """IDs of every live track, reported or not yet."""
+        return [t.id for t in self._tracks]
+
     def pop_ended(self) -> list[int]:
         """IDs of the reported tracks removed since the last call (for finalizing their plates)."""
         ended, self._ended = self._ended, []
