@@ -6,3 +6,5 @@ cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
+# The benchmark's peer (stream/peer.py), without its own pins, which clash with ours.
+.venv/bin/python -m pip install -q --no-deps -r requirements-peer.txt

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +43,15 @@ def offline_ultralytics() -> None:
         if not (fonts / name).exists():
             shutil.copy(Path(__file__).parent / "synth" / "fonts" / "DejaVuSansCondensed-Bold.ttf", fonts / name)
     from ultralytics import settings
+    from ultralytics.utils import LOGGER
 
     if settings.get("sync", True):
         settings.update({"sync": False})
+    # Its log lines ("Loading ... for ONNX Runtime inference") go to stdout, where our CLIs
+    # print events and JSON: send them to stderr with the other logs.
+    for handler in LOGGER.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 log = logging.getLogger(__name__)

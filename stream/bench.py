@@ -1,7 +1,8 @@
 """Benchmark the real pipeline on a video file and print what it costs.
 
     python -m stream.bench [--source VIDEO] [--streams N] [--loop K] [--device auto|cpu|cuda[:N]]
-                           [--weights DETECTOR] [--detect-every K] [--realtime] [--stalled-subscriber] [--json]
+                           [--weights DETECTOR] [--detect-every K] [--realtime] [--stalled-subscriber]
+                           [--peer] [--truth PLATES.json] [--json]
 
 Runs `stream.pipeline.Pipeline` (the same code as run_stream.py, publishing on loopback
 ports of its own, journal in a temporary folder) on VIDEO (default: the shipped sample),
@@ -18,7 +19,11 @@ as fast as it goes or, with `--realtime`, paced to the file's clock. It prints:
 - the deepest the frame and read queues got (bounded: FRAME_QUEUE, READ_QUEUE).
 
 `--stalled-subscriber` connects a subscriber that never reads, to show that a stuck consumer
-costs the pipeline no memory (ZeroMQ's high-water mark). `--json`: the same as one JSON object.
+costs the pipeline no memory (ZeroMQ's high-water mark). `--peer` then runs the single-frame
+peer of stream/peer.py on the same file in the same process, for frames per second side by
+side. Plates read: how many of the truth's plates (`--truth`, a JSON list of plates or of
+objects with a "plate"; default VIDEO.json when it exists, as for the sample) the first
+camera published, and the peer read in any frame. `--json`: the same as one JSON object.
 """
 from __future__ import annotations
 
@@ -41,7 +46,9 @@ import zmq
 
 from config.schema import CameraConfig, parse_config
 from models.errors import ModelError
+from models.formats import clean
 from stream.capture import SourceError
+from stream.peer import run_peer
 from stream.pipeline import Pipeline
 from stream.publish import PublishError
 
@@ -93,10 +100,21 @@ class _Sampler(threading.Thread):
             self.max_read_queue = max(self.max_read_queue, self.pipeline.read_queue.qsize())
 
 
+def _truth(path: Path | None) -> list[str] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        items = json.loads(path.read_text())
+        return [clean(i["plate"] if isinstance(i, dict) else i) for i in items]
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"{path}: expected a JSON list of plates or of objects with a \"plate\"") from None
+
+
 def run(source: Path, streams: int, loop: int, device: str, weights: str, detect_every: int, realtime: bool,
-        stalled_subscriber: bool) -> dict:
+        stalled_subscriber: bool, peer: bool = False, truth_file: Path | None = None) -> dict:
     import torch
 
+    truth = _truth(truth_file or source.with_suffix(".json"))
     with tempfile.TemporaryDirectory(prefix="alpr-bench-") as tmp:
         video = _looped(source, loop, Path(tmp))
         raw = {"detector": {"device": device, "weights": weights, "detect_every": detect_every},
@@ -105,6 +123,8 @@ def run(source: Path, streams: int, loop: int, device: str, weights: str, detect
         config = parse_config(raw)
         config.cameras = [CameraConfig(f"cam{i}", str(video)) for i in range(streams)]
         pipeline = Pipeline(config, realtime=realtime)
+        published: set[str] = set()
+        pipeline.on_event = lambda e: published.add(e["plate"]) if e["camera_id"] == "cam0" else None
         stalled = None
         if stalled_subscriber:
             stalled = zmq.Context.instance().socket(zmq.SUB)
@@ -125,6 +145,9 @@ def run(source: Path, streams: int, loop: int, device: str, weights: str, detect
         frames = max(1, stats["frames"])
         stages = {"decode": sum(c.decode_seconds for c in pipeline.captures), **pipeline.stage_seconds}
         cuda = torch.cuda.is_available() and str(pipeline.detector.device).startswith("cuda")
+        gpu_peak = round(torch.cuda.max_memory_allocated() / 2 ** 20) if cuda else None
+        rss_end = proc.memory_info().rss
+        peer_run = run_peer(source) if peer else None
         return {
             "hardware": _hardware(str(pipeline.detector.device)),
             "detector": {"weights": str(pipeline.detector.weights), "imgsz": pipeline.detector.imgsz,
@@ -135,11 +158,17 @@ def run(source: Path, streams: int, loop: int, device: str, weights: str, detect
             "stage_ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in stages.items()},
             "events": stats["events"], "dropped": stats["dropped"],
             "latency_ms_p50": stats["latency_ms_p50"], "latency_ms_p95": stats["latency_ms_p95"],
-            "rss_mb": {"start": round(rss_start / 2 ** 20), "end": round(proc.memory_info().rss / 2 ** 20),
+            "plates_read": None if truth is None else sum(p in published for p in set(truth)),
+            "truth_plates": None if truth is None else len(set(truth)),
+            "rss_mb": {"start": round(rss_start / 2 ** 20), "end": round(rss_end / 2 ** 20),
                        # ru_maxrss is in KiB on Linux
                        "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
-            "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2 ** 20) if cuda else None,
+            "gpu_peak_mb": gpu_peak,
             "max_queue": {"frames": sampler.max_frame_queue, "read": sampler.max_read_queue},
+            "peer": None if peer_run is None else {
+                "frames": peer_run.frames, "seconds": round(peer_run.seconds, 2), "fps": round(peer_run.fps, 2),
+                "plates_read": None if truth is None else sum(p in peer_run.texts for p in set(truth)),
+                "distinct_texts": len(peer_run.texts)},
         }
 
 
@@ -160,6 +189,12 @@ def report(r: dict) -> str:
         f"memory (RSS MB): start {r['rss_mb']['start']}, end {r['rss_mb']['end']}, peak {r['rss_mb']['peak']}"
         + (f"; GPU peak {r['gpu_peak_mb']} MB" if r["gpu_peak_mb"] is not None else ""),
         f"deepest queues: frames {r['max_queue']['frames']}, read {r['max_queue']['read']}",
+        *([] if r["plates_read"] is None else [f"plates read (first camera): {r['plates_read']}/{r['truth_plates']}"]),
+        *([] if r["peer"] is None else [
+            f"peer (platedet + rapidocr, every frame): {r['peer']['frames']} frames in {r['peer']['seconds']} s: "
+            f"{r['peer']['fps']} fps; plates read {r['peer']['plates_read']}/{r['truth_plates']} "
+            f"({r['peer']['distinct_texts']} distinct texts); ours/peer fps: "
+            f"{round(r['fps'] / max(r['peer']['fps'], 1e-9), 1)}x"]),
     ])
 
 
@@ -174,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detect-every", type=int, default=1, help="detector.detect_every (see README)")
     ap.add_argument("--realtime", action="store_true", help="pace each stream to the file's clock")
     ap.add_argument("--stalled-subscriber", action="store_true", help="attach a subscriber that never reads")
+    ap.add_argument("--peer", action="store_true", help="also run the single-frame peer (stream/peer.py)")
+    ap.add_argument("--truth", type=Path, help="plates in the video (default: VIDEO.json when present)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = ap.parse_args(argv)
     for name in ("streams", "loop"):
@@ -182,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         result = run(args.source, args.streams, args.loop, args.device, args.weights, args.detect_every,
-                     args.realtime, args.stalled_subscriber)
-    except (SourceError, ModelError, PublishError, OSError, ValueError) as e:
+                     args.realtime, args.stalled_subscriber, args.peer, args.truth)
+    except (SourceError, ModelError, PublishError, OSError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result) if args.json else report(result), flush=True)
