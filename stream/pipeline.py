@@ -101,7 +101,10 @@ def _in_roi(box, roi) -> bool:
 
 class Pipeline:
     def __init__(self, config: Config, jsonl: Path | None = None, save_video: Path | None = None,
-                 realtime: bool = False, on_event=None, models: Models | None = None):
+                 realtime: bool = False, on_event=None, models: Models | None = None, on_frame=None):
+        """`on_event(event)` is called with every event as published; `on_frame(camera_id,
+        image)` with every processed frame, annotated (boxes, track ids, plates), from the
+        read thread: keep it quick."""
         if not config.cameras:
             raise ValueError("no cameras configured (give --source or a config with cameras)")
         for cam in config.cameras:
@@ -136,6 +139,7 @@ class Pipeline:
         self.jsonl = open(jsonl, "a", encoding="utf-8") if jsonl else None
         self.save_video = save_video
         self.on_event = on_event
+        self.on_frame = on_frame
         self.read_queue: queue.Queue[ReadJob | None] = queue.Queue(READ_QUEUE)
         self.track_state: dict[tuple[str, int], _TrackState] = {}
         self._skipped = {c.id: 0 for c in config.cameras}  # frames since the camera's last detection
@@ -298,8 +302,13 @@ class Pipeline:
         if f.index >= 0:
             self.frames_done += 1
             self.processed[f.camera_id] += 1
-            if self.save_video and f.camera_id == self.config.cameras[0].id:  # one video: the first camera
-                self._annotate(job)
+            first = f.camera_id == self.config.cameras[0].id  # the saved video is the first camera's
+            if self.on_frame or (self.save_video and first):
+                img = self._annotated(job)
+                if self.on_frame:
+                    self.on_frame(f.camera_id, img)
+                if self.save_video and first:
+                    self._write_video(f.camera_id, img)
 
     @contextmanager
     def _timed(self, stage: str):
@@ -324,7 +333,8 @@ class Pipeline:
         log.info("event %d: %s %s track %d (%s, confidence %.2f)", event["seq"], event["type"], d.plate,
                  d.track_id, d.camera_id, d.confidence)
 
-    def _annotate(self, job: ReadJob) -> None:
+    def _annotated(self, job: ReadJob) -> np.ndarray:
+        """The frame with its tracks drawn: green while detected, orange while coasting."""
         img = job.frame.image.copy()
         for t in job.tracks:
             x1, y1, x2, y2 = (int(v) for v in t.box)
@@ -332,9 +342,12 @@ class Pipeline:
             cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
             label = f"#{t.track_id} {self.plates.get((t.camera_id, t.track_id), '')}".strip()
             cv2.putText(img, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+        return img
+
+    def _write_video(self, camera_id: str, img: np.ndarray) -> None:
         if self._writer is None:
             h, w = img.shape[:2]
-            fps = next((c.fps for c in self.captures if c.camera_id == job.frame.camera_id and c.fps), 15.0)
+            fps = next((c.fps for c in self.captures if c.camera_id == camera_id and c.fps), 15.0)
             self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         self._writer.write(img)
 
