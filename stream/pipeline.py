@@ -40,8 +40,10 @@ from stream.capture import Capture, EndOfStream, check_source, is_live
 from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import Frame, PlateDecision, PlateRead, Track
+from stream.metrics import PipelineMetrics
 from stream.publish import SCHEMA_VERSION, Clock, EventPublisher, now_iso
 from stream.replay import ReplayServer
+from stream.sinks import open_sinks
 from stream.vote import PlateVoter
 from trackers.kalman import SortTracker
 
@@ -52,6 +54,7 @@ READ_QUEUE = 16  # frames' worth of crops waiting for OCR
 SHARPER = 1.2  # after a plate is decided, a new crop is read only when this much better
 EDGE = 2  # px: boxes this close to the frame border are not read
 STEADY = 0.12  # a box is read only when its width changed less than this share since the last frame
+SINK_CLOSE_S = 5.0  # at shutdown, how long each sink may still deliver what it has queued
 LATENCY_WINDOW = 10_000  # latencies kept for the p50/p95 figures: the latest events'
 IDLE_POLL = 0.2  # s: how often an idle read thread looks whether health messages are due
 
@@ -137,6 +140,7 @@ class Pipeline:
         # replay answers from the journal: without one there is nothing to serve
         self.replay = ReplayServer(j.path, p.replay_endpoint, self.curve) if self.journal else None
         self.jsonl = open(jsonl, "a", encoding="utf-8") if jsonl else None
+        self.sinks = open_sinks(config.sinks)
         self.save_video = save_video
         self.on_event = on_event
         self.on_frame = on_frame
@@ -146,6 +150,8 @@ class Pipeline:
         self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
         self.events = 0
+        self.events_by: dict[tuple[str, str], int] = {}  # (camera, event type) -> events published
+        self.detections = {c.id: 0 for c in config.cameras}  # plate boxes inside each camera's ROI
         # Latency: from the capture of the first frame whose read already gave the plate's
         # final text (the plate became legible) to the event's publication.
         self.first_read: dict[tuple[str, int], dict[str, float]] = {}
@@ -158,6 +164,9 @@ class Pipeline:
         self._started = self._health_at = time.monotonic()  # uptime; the last health messages
         self._health_counts: dict[str, tuple[int, int]] = {}  # camera -> (frames in, processed) then
         self._writer: cv2.VideoWriter | None = None
+        self.metrics = PipelineMetrics(self) if config.metrics.port else None
+        if self.metrics:
+            self.metrics.start(config.metrics.host, config.metrics.port)
 
     # --- detect + track -------------------------------------------------------------------
     def _next_frames(self, open_cams: set[str]) -> list[Frame | EndOfStream]:
@@ -227,6 +236,7 @@ class Pipeline:
     def _track(self, frame: Frame, detections: list[Detection]) -> ReadJob:
         cam = frame.camera_id
         detections = [d for d in detections if _in_roi(d.box, self.roi[cam])]
+        self.detections[cam] += len(detections)
         tracker = self.trackers[cam]
         tracks = tracker.update(detections, frame.index)
         to_read = []
@@ -320,14 +330,20 @@ class Pipeline:
         with self._timed("publish"):
             event = self.publisher.publish(d, self.clocks[d.camera_id])
         self.events += 1
+        key = (d.camera_id, event["type"])
+        self.events_by[key] = self.events_by.get(key, 0) + 1
         legible = self.first_read.get((d.camera_id, d.track_id), {}).get(d.plate)
         if legible is not None:
             self.latencies.append(time.monotonic() - legible)
+            if self.metrics:
+                self.metrics.latency.observe(self.latencies[-1])
         self.decided.add((d.camera_id, d.track_id))
         self.plates[(d.camera_id, d.track_id)] = d.plate
         if self.jsonl:
             self.jsonl.write(json.dumps(event) + "\n")
             self.jsonl.flush()
+        for sink in self.sinks:
+            sink.put(event)
         if self.on_event:
             self.on_event(event)
         log.info("event %d: %s %s track %d (%s, confidence %.2f)", event["seq"], event["type"], d.plate,
@@ -425,3 +441,8 @@ class Pipeline:
             self.journal.close()
         if self.curve:
             self.curve.stop()
+        deadline = time.monotonic() + SINK_CLOSE_S
+        for sink in self.sinks:
+            sink.close(deadline)
+        if self.metrics:
+            self.metrics.close()
