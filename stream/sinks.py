@@ -90,37 +90,26 @@ class Sink(threading.Thread):
         self.join(max(0.0, deadline - time.monotonic()))
 
 
-class JsonlSink(Sink):
-    def __init__(self, path: str, queue_size: int) -> None:
-        super().__init__(f"jsonl:{path}", queue_size)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")  # opened here: a bad path fails at start, in one line
+class FileSink(Sink):
+    """Appends a line per event: its JSON, or with `as_csv` a CSV row (CSV_COLUMNS; the seen
+    times as ISO text), under a header row when the file is new."""
 
-    def deliver(self, event: dict) -> bool:
-        self._file.write(json.dumps(event) + "\n")
-        self._file.flush()
-        return True
-
-    def shutdown(self) -> None:
-        self._file.close()
-
-
-class CsvSink(Sink):
-    """One row per event (CSV_COLUMNS); times are the ISO `time` of first/last seen."""
-
-    def __init__(self, path: str, queue_size: int) -> None:
-        super().__init__(f"csv:{path}", queue_size)
+    def __init__(self, path: str, as_csv: bool, queue_size: int) -> None:
+        super().__init__(f"{'csv' if as_csv else 'jsonl'}:{path}", queue_size)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         new = not Path(path).exists() or Path(path).stat().st_size == 0
-        self._file = open(path, "a", encoding="utf-8", newline="")
-        self._writer = csv.writer(self._file)
-        if new:
-            self._writer.writerow(CSV_COLUMNS)
+        self._file = open(path, "a", encoding="utf-8", newline="")  # here: a bad path fails at start
+        self._csv = csv.writer(self._file) if as_csv else None
+        if self._csv and new:
+            self._csv.writerow(CSV_COLUMNS)
             self._file.flush()
 
     def deliver(self, event: dict) -> bool:
-        row = {**event, "first_seen": event["first_seen"]["time"], "last_seen": event["last_seen"]["time"]}
-        self._writer.writerow([row.get(c, "") for c in CSV_COLUMNS])
+        if self._csv:
+            row = {**event, "first_seen": event["first_seen"]["time"], "last_seen": event["last_seen"]["time"]}
+            self._csv.writerow([row.get(c, "") for c in CSV_COLUMNS])
+        else:
+            self._file.write(json.dumps(event) + "\n")
         self._file.flush()
         return True
 
@@ -179,11 +168,11 @@ def open_sinks(config: SinksConfig) -> list[Sink]:
     """Start every configured sink; OSError (one line) for a file that cannot be opened."""
     n = config.queue_size
     sinks: list[Sink] = []
-    for kind, path in ((JsonlSink, config.jsonl), (CsvSink, config.csv)):
+    for path, as_csv in ((config.jsonl, False), (config.csv, True)):
         if not path:
             continue
         try:
-            sinks.append(kind(path, n))
+            sinks.append(FileSink(path, as_csv, n))
         except OSError as e:
             for s in sinks:
                 s.shutdown()
