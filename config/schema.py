@@ -187,6 +187,61 @@ class JournalConfig:
 
 
 @dataclass
+class MqttConfig:
+    host: str = ""  # broker host name or address; empty: no MQTT
+    port: int = 1883
+    topic: str = "alpr/plates"  # each event goes to <topic>/<camera_id>
+    qos: int = 1  # 0 | 1 | 2; with 1 and 2 events wait (up to sinks.queue_size) while the broker is away
+    username: str = ""
+    password: str = ""
+    client_id: str = ""  # empty: one is made up per run
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(1 <= self.port <= 65535, f"{path}port", f"must be 1 to 65535, got {self.port}")
+        _check(self.qos in (0, 1, 2), f"{path}qos", f"must be 0, 1 or 2, got {self.qos}")
+        _check(self.topic.strip("/") != "" and not set(self.topic) & set("+#"), f"{path}topic",
+               f"must be a topic without wildcards, got {self.topic!r}")
+
+
+@dataclass
+class WebhookConfig:
+    url: str  # http:// or https:// address that receives each event as a JSON POST
+    timeout_seconds: float = 5.0  # per attempt
+    retries: int = 5  # attempts after the first failed one, pauses doubling from 0.5 s
+    max_backoff_seconds: float = 30.0  # longest pause between attempts
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.url.startswith(("http://", "https://")), f"{path}url",
+               f"must start with http:// or https://, got {self.url!r}")
+        _check(self.timeout_seconds > 0, f"{path}timeout_seconds", f"must be > 0, got {self.timeout_seconds}")
+        _check(self.retries >= 0, f"{path}retries", f"must be >= 0, got {self.retries}")
+        _check(self.max_backoff_seconds > 0, f"{path}max_backoff_seconds",
+               f"must be > 0, got {self.max_backoff_seconds}")
+
+
+@dataclass
+class SinksConfig:
+    """Where events go besides the ZeroMQ socket (README, "Sinks"); each is optional."""
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    webhooks: list[WebhookConfig] = field(default_factory=list)
+    csv: str = ""  # append one row per event to this file; empty: off
+    jsonl: str = ""  # append one JSON line per event to this file; empty: off
+    queue_size: int = 1000  # events waiting per sink; when full its oldest is dropped (counted, logged)
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.queue_size >= 1, f"{path}queue_size", f"must be >= 1, got {self.queue_size}")
+
+
+@dataclass
+class MetricsConfig:
+    port: int = 0  # serve Prometheus metrics at http://<host>:<port>/metrics; 0: off
+    host: str = "127.0.0.1"  # bind address of the metrics server
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(0 <= self.port <= 65535, f"{path}port", f"must be 0 (off) to 65535, got {self.port}")
+
+
+@dataclass
 class LoggingConfig:
     level: str = "INFO"  # DEBUG | INFO | WARNING | ERROR
     stats_seconds: float = 5.0  # period of the FPS / latency log line
@@ -195,6 +250,30 @@ class LoggingConfig:
         _check(self.level in ("DEBUG", "INFO", "WARNING", "ERROR"), f"{path}level",
                f"must be DEBUG, INFO, WARNING or ERROR, got {self.level!r}")
         _check(self.stats_seconds > 0, f"{path}stats_seconds", f"must be > 0, got {self.stats_seconds}")
+
+
+@dataclass
+class ApiConfig:
+    """The HTTP API and web app (`python -m stream.api`)."""
+    host: str = "127.0.0.1"  # bind address: loopback unless you mean to open it (then set api_key)
+    port: int = 8080
+    max_upload_mb: float = 100.0  # bigger uploads are refused (413) before they are received
+    # required in the X-API-Key header (or an api_key query parameter) of every API call; "" = none
+    api_key: str = ""
+    min_confidence: float = 0.5  # still images: reads below this are recognition failures (text null)
+    queue_size: int = 8  # uploads waiting for the worker (one job runs at a time); more are refused (503)
+    jobs_kept: int = 100  # finished jobs whose results stay available; the oldest are forgotten
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        _check(self.host.strip() != "", f"{path}host", "must not be empty")
+        _check(1 <= self.port <= 65535, f"{path}port", f"must be 1 to 65535, got {self.port}")
+        _check(self.max_upload_mb > 0, f"{path}max_upload_mb", f"must be > 0, got {self.max_upload_mb}")
+        # it travels in an HTTP header, which carries printable ASCII and trims spaces
+        _check(self.api_key.isascii() and self.api_key.isprintable() and " " not in self.api_key,
+               f"{path}api_key", "must be printable ASCII without spaces")
+        _check(0 <= self.min_confidence <= 1, f"{path}min_confidence", f"must be in [0, 1], got {self.min_confidence}")
+        _check(self.queue_size >= 1, f"{path}queue_size", f"must be >= 1, got {self.queue_size}")
+        _check(self.jobs_kept >= 1, f"{path}jobs_kept", f"must be >= 1, got {self.jobs_kept}")
 
 
 @dataclass
@@ -210,7 +289,10 @@ class Config:
     plate_formats: dict[str, list[str]] = field(default_factory=_default_formats)
     publisher: PublisherConfig = field(default_factory=PublisherConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         ids = [c.id for c in self.cameras]

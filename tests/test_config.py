@@ -13,9 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.schema import (CameraConfig, CaptureConfig, Config, ConfigError, DetectorConfig, JournalConfig,
-                           LoggingConfig, OcrConfig, PublisherConfig, TrackerConfig, VotingConfig, load_config,
-                           parse_config)
+from config.schema import (ApiConfig, CameraConfig, CaptureConfig, Config, ConfigError, DetectorConfig,
+                           JournalConfig, LoggingConfig, MetricsConfig, MqttConfig, OcrConfig, PublisherConfig,
+                           SinksConfig, TrackerConfig, VotingConfig, WebhookConfig, load_config, parse_config)
 from models.formats import FORMATS
 from models.recognizer import NETWORK, OCR_DIR
 
@@ -62,6 +62,8 @@ def test_no_document_gives_every_section_with_its_documented_default():
                                           curve_secret_key="", curve_client_keys="")
     assert c.journal == JournalConfig(enabled=True, path="events.db", retention_days=30.0)
     assert c.logging == LoggingConfig(level="INFO", stats_seconds=5.0)
+    assert c.api == ApiConfig(host="127.0.0.1", port=8080, max_upload_mb=100.0, api_key="", min_confidence=0.5,
+                              queue_size=8, jobs_kept=100)
     # plate_formats defaults to the table in models/formats.py: every family, every regex, once each
     assert set(c.plate_formats) == {f.family for f in FORMATS}
     for f in FORMATS:
@@ -94,6 +96,7 @@ detector:
   conf: 0.4
   device: cuda:1
   half: false
+  detect_every: 3
 tracker:
   max_age: 30
   min_hits: 3
@@ -127,9 +130,37 @@ journal:
   enabled: false
   path: /var/lib/alpr/events.db
   retention_days: 7
+sinks:
+  mqtt:
+    host: broker.local
+    port: 8883
+    topic: site/plates
+    qos: 2
+    username: alpr
+    password: secret
+    client_id: gate-pc
+  webhooks:
+    - url: https://example.org/hook
+      timeout_seconds: 2
+      retries: 3
+      max_backoff_seconds: 8
+  csv: /var/lib/alpr/events.csv
+  jsonl: /var/lib/alpr/events.jsonl
+  queue_size: 50
+metrics:
+  port: 9100
+  host: 0.0.0.0
 logging:
   level: DEBUG
   stats_seconds: 1
+api:
+  host: 0.0.0.0
+  port: 9000
+  max_upload_mb: 250
+  api_key: k3y-0123
+  min_confidence: 0.3
+  queue_size: 4
+  jobs_kept: 20
 """
 
 
@@ -148,7 +179,7 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert isinstance(c.cameras[0].max_fps, float)
     assert c.capture == CaptureConfig(4.0, 60.0)
     assert all(isinstance(v, float) for v in (c.capture.stall_seconds, c.capture.max_backoff_seconds))
-    assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False)
+    assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False, 3)
     assert c.tracker == TrackerConfig(30, 3, 0.3)
     assert c.ocr == OcrConfig("models/ocr/other.pth", 0.1, 0.1, 8)
     assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)
@@ -159,11 +190,18 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert c.journal == JournalConfig(False, "/var/lib/alpr/events.db", 7.0)
     assert isinstance(c.journal.retention_days, float)
     assert c.logging == LoggingConfig("DEBUG", 1.0)
+    assert c.api == ApiConfig("0.0.0.0", 9000, 250.0, "k3y-0123", 0.3, 4, 20)
+    assert isinstance(c.api.max_upload_mb, float)
+    assert c.sinks == SinksConfig(MqttConfig("broker.local", 8883, "site/plates", 2, "alpr", "secret", "gate-pc"),
+                                  [WebhookConfig("https://example.org/hook", 2.0, 3, 8.0)],
+                                  "/var/lib/alpr/events.csv", "/var/lib/alpr/events.jsonl", 50)
+    assert c.metrics == MetricsConfig(9100, "0.0.0.0")
     # every key of the schema is covered by the file above
     for f in dataclasses.fields(Config):
         assert f"\n{f.name}:" in "\n" + FULL_YAML
     for section in (CaptureConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig,
-                    JournalConfig, LoggingConfig, CameraConfig):
+                    JournalConfig, LoggingConfig, CameraConfig, ApiConfig, SinksConfig, MqttConfig, WebhookConfig,
+                    MetricsConfig):
         for f in dataclasses.fields(section):
             assert f" {f.name}:" in FULL_YAML, f.name
 
@@ -246,6 +284,23 @@ def test_an_empty_file_means_all_defaults(tmp_path):
     ({"publisher": {"replay_endpoint": "localhost:5557"}}, "publisher.replay_endpoint", "tcp://"),
     ({"publisher": {"replay_endpoint": 5557}}, "publisher.replay_endpoint", "expected a string"),
     ({"publisher": {"curve_secret_key": "keys/server.key_secret"}}, "publisher.curve_client_keys", "must be set too"),
+    ({"sinks": {"mqtt": {"qos": 3}}}, "sinks.mqtt.qos", "must be 0, 1 or 2, got 3"),
+    ({"sinks": {"mqtt": {"topic": "plates/#"}}}, "sinks.mqtt.topic", "without wildcards"),
+    ({"sinks": {"mqtt": {"port": 0}}}, "sinks.mqtt.port", "must be 1 to 65535"),
+    ({"sinks": {"webhooks": [{"url": "ftp://x"}]}}, "sinks.webhooks[0].url", "http:// or https://"),
+    ({"sinks": {"webhooks": [{"timeout_seconds": 1}]}}, "sinks.webhooks[0].url", "required key missing"),
+    ({"sinks": {"webhooks": [{"url": "http://x", "retries": -1}]}}, "sinks.webhooks[0].retries", "must be >= 0"),
+    ({"sinks": {"queue_size": 0}}, "sinks.queue_size", "must be >= 1"),
+    ({"sinks": {"csv": 5}}, "sinks.csv", "expected a string"),
+    ({"metrics": {"port": 70000}}, "metrics.port", "must be 0 (off) to 65535"),
+    ({"api": {"port": 0}}, "api.port", "must be 1 to 65535, got 0"),
+    ({"api": {"host": ""}}, "api.host", "must not be empty"),
+    ({"api": {"max_upload_mb": 0}}, "api.max_upload_mb", "must be > 0, got 0.0"),
+    ({"api": {"api_key": "two words"}}, "api.api_key", "printable ASCII without spaces"),
+    ({"api": {"api_key": "cl\u00e9"}}, "api.api_key", "printable ASCII"),
+    ({"api": {"min_confidence": 1.5}}, "api.min_confidence", "[0, 1]"),
+    ({"api": {"queue_size": 0}}, "api.queue_size", "must be >= 1"),
+    ({"api": {"jobs_kept": 0}}, "api.jobs_kept", "must be >= 1"),
     ({"publisher": {"curve_client_keys": "keys/clients"}}, "publisher.curve_secret_key", "must be set too"),
     ({"journal": {"enabled": "yes"}}, "journal.enabled", "expected true or false"),
     ({"journal": {"path": ""}}, "journal.path", "must not be empty"),
@@ -339,7 +394,7 @@ def test_file_errors_name_the_key_path_too(tmp_path):
 def _schema_keys() -> list[str]:
     keys = set()
     for t in (Config, CameraConfig, CaptureConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig,
-              PublisherConfig, JournalConfig, LoggingConfig):
+              PublisherConfig, JournalConfig, LoggingConfig, ApiConfig):
         keys.update(f.name for f in dataclasses.fields(t))
     return sorted(keys | {"uk", "eu"})
 

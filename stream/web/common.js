@@ -1,0 +1,39 @@
+// Shared by the pages: the API key (kept in this browser) and calls to the API.
+"use strict";
+
+const KEY = "alpr-api-key";
+const apiKey = () => localStorage.getItem(KEY) || "";
+
+// The key field in the header; onChange runs after the user changes the key.
+function keyField(onChange) {
+  const field = document.getElementById("key");
+  field.value = apiKey();
+  field.addEventListener("change", () => {
+    localStorage.setItem(KEY, field.value.trim());
+    if (onChange) onChange();
+  });
+}
+
+// fetch with the key; resolves to the response, rejects with the API's one-line `detail`.
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (apiKey()) headers.set("X-API-Key", apiKey());
+  const response = await fetch(path, { ...options, headers });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch (e) { /* not JSON */ }
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return response;
+}
+
+// A table row of plain-text cells (never HTML: plate texts come from the network).
+function row(cells, tag = "td") {
+  const tr = document.createElement("tr");
+  for (const c of cells) {
+    const td = document.createElement(tag);
+    td.textContent = c;
+    tr.append(td);
+  }
+  return tr;
+}
