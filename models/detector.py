@@ -27,7 +27,7 @@ DETECTOR_DIR = Path(__file__).parent / "detector"
 DEFAULT_WEIGHTS = DETECTOR_DIR / "plate_yolov8n.pt"
 ONNX_WEIGHTS = DEFAULT_WEIGHTS.with_suffix(".onnx")  # exported at IMGSZ, a fixed input size
 IMGSZ = 512  # inference size: best validation mAP of 384 (training size), 512 and 640
-ENGINE_MAX_BATCH = 32  # frames per TensorRT call (one per camera with a frame waiting)
+MAX_BATCH = 32  # frames per network call (a TensorRT engine is built for at most this many)
 # Minimum detection confidence: on the real validation frames 0.4 halved the boxes that
 # match no plate (48 -> 24 of 107 frames) for 1 of 131 plates missed.
 MIN_CONFIDENCE = 0.4
@@ -69,7 +69,7 @@ def _tensorrt_engine(imgsz: int, device: str) -> Path | None:
         log.info("exporting the detector to TensorRT for %s (once; cached at %s)", device, engine)
         try:
             out = YOLO(str(DEFAULT_WEIGHTS)).export(format="engine", imgsz=imgsz, quantize=16, dynamic=True,
-                                                    batch=ENGINE_MAX_BATCH, device=device, verbose=False)
+                                                    batch=MAX_BATCH, device=device, verbose=False)
             os.replace(out, engine)
         except Exception as e:  # any failure of an optional speed-up falls back to PyTorch
             log.warning("TensorRT export failed, using PyTorch fp16: %s", (str(e).splitlines() or [""])[0])
@@ -112,6 +112,8 @@ class PlateDetector:
         # the CLIs' JSON output); `quantize` is its replacement: 16 = fp16, None = fp32.
         self.quantize = 16 if self.half else None
         self.imgsz = imgsz
+        # On CUDA the frames are resized and padded on the GPU (ultralytics would do it on the CPU).
+        self.gpu_letterbox = self.device.startswith("cuda")
         try:
             self.model = YOLO(str(weights), task="detect")
             self.model.predict(np.zeros((imgsz, imgsz, 3), np.uint8), device=self.device, quantize=self.quantize,
@@ -122,7 +124,38 @@ class PlateDetector:
 
     def detect(self, images: list[np.ndarray], conf: float = MIN_CONFIDENCE) -> list[list[Detection]]:
         """BGR images -> plate detections per image."""
-        results = self.model.predict(images, device=self.device, quantize=self.quantize, imgsz=self.imgsz, conf=conf,
-                                     verbose=False)
-        return [[Detection(tuple(float(v) for v in b[:4]), float(b[4])) for b in r.boxes.data.tolist()]
-                for r in results]
+        out: list[list[Detection]] = []
+        for i in range(0, len(images), MAX_BATCH):
+            chunk = images[i:i + MAX_BATCH]
+            if self.gpu_letterbox:
+                batch, places = self._letterboxed(chunk)
+            else:
+                batch, places = chunk, [(1.0, 0, 0, img.shape[1], img.shape[0]) for img in chunk]
+            results = self.model.predict(batch, device=self.device, quantize=self.quantize, imgsz=self.imgsz,
+                                         conf=conf, verbose=False)
+            for r, (scale, left, top, w, h) in zip(results, places):
+                out.append([Detection((min(max((b[0] - left) / scale, 0.0), w), min(max((b[1] - top) / scale, 0.0), h),
+                                       min(max((b[2] - left) / scale, 0.0), w), min(max((b[3] - top) / scale, 0.0), h)),
+                                      float(b[4])) for b in r.boxes.data.tolist()])
+        return out
+
+    def _letterboxed(self, images: list[np.ndarray]):
+        """The batch as the network takes it (RGB, 0-1, imgsz square, padded with grey 114 as
+        ultralytics pads), made on the device, with each image's (scale, left, top, w, h) to
+        map boxes back."""
+        import torch
+        import torch.nn.functional as F
+
+        s = self.imgsz
+        batch = torch.full((len(images), 3, s, s), 114 / 255, device=self.device)
+        places = []
+        for i, img in enumerate(images):
+            h, w = img.shape[:2]
+            scale = min(s / h, s / w)
+            nh, nw = round(h * scale), round(w * scale)
+            top, left = round((s - nh) / 2 - 0.1), round((s - nw) / 2 - 0.1)
+            rgb = torch.from_numpy(np.ascontiguousarray(img)).to(self.device).permute(2, 0, 1).flip(0)
+            batch[i, :, top:top + nh, left:left + nw] = F.interpolate(rgb[None].float() / 255, (nh, nw),
+                                                                      mode="bilinear", align_corners=False)[0]
+            places.append((scale, left, top, w, h))
+        return batch, places

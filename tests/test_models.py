@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import HELDOUT_FONT, offline_env
-from models.detector import DEFAULT_WEIGHTS, ONNX_WEIGHTS, resolve_weights
+from models.detector import DEFAULT_WEIGHTS, ONNX_WEIGHTS, PlateDetector, resolve_weights
 from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS
 from models.reader import PlateReader
@@ -110,6 +110,21 @@ def test_auto_weights_pick_the_fastest_shipped_runtime(reader, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorrt" else object())
     assert resolve_weights("auto", "cuda:0") == DEFAULT_WEIGHTS
     assert resolve_weights("auto", "cuda:0", half=False) == DEFAULT_WEIGHTS
+
+
+def test_letterboxing_on_the_device_finds_what_ultralytics_finds():
+    """The CUDA path's own resize-and-pad (run here on the CPU) against ultralytics' own."""
+    detector = PlateDetector(DEFAULT_WEIGHTS, device="cpu")
+    rng = np.random.default_rng(3)
+    images = [render_scene(rng, size=size)[0] for size in [(640, 480), (960, 540), (500, 700)]]
+    expected = detector.detect(images)
+    detector.gpu_letterbox = True
+    got = detector.detect(images)
+    assert sum(map(len, expected)) >= 3
+    for e, g in zip(expected, got):
+        assert len(e) == len(g)
+        for a, b in zip(sorted(e, key=lambda d: d.box), sorted(g, key=lambda d: d.box)):
+            assert np.allclose(a.box, b.box, atol=3) and abs(a.confidence - b.confidence) < 0.05
 
 
 def test_reads_heldout_plates_through_a_mild_camera(reader, no_network):
