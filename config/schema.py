@@ -94,7 +94,7 @@ class DetectorConfig:
     half: bool = True  # fp16 on CUDA (ignored on CPU)
     # Detect on every k-th frame of a camera once each of its tracks has been read (the
     # tracker carries the boxes in between); every frame while one is unread. 1: every frame.
-    detect_every: int = 1
+    detect_every: int = 3
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(self.imgsz >= 32 and self.imgsz % 32 == 0, f"{path}imgsz", f"must be a multiple of 32, got {self.imgsz}")

@@ -44,7 +44,7 @@ from pathlib import Path
 import psutil
 import zmq
 
-from config.schema import CameraConfig, parse_config
+from config.schema import CameraConfig, DetectorConfig, parse_config
 from models.errors import ModelError
 from models.formats import clean
 from stream.capture import SourceError
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop", type=int, default=1, help="play the file this many times over (needs ffmpeg)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--weights", default="auto", help="detector weights (.pt, .onnx, .engine; default auto)")
-    ap.add_argument("--detect-every", type=int, default=1, help="detector.detect_every (see README)")
+    ap.add_argument("--detect-every", type=int, default=DetectorConfig().detect_every,
+                    help="detector.detect_every (see README)")
     ap.add_argument("--realtime", action="store_true", help="pace each stream to the file's clock")
     ap.add_argument("--stalled-subscriber", action="store_true", help="attach a subscriber that never reads")
     ap.add_argument("--peer", action="store_true", help="also run the single-frame peer (stream/peer.py)")

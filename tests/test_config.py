@@ -50,7 +50,8 @@ def test_no_document_gives_every_section_with_its_documented_default():
     assert isinstance(c, Config)
     assert c.cameras == []
     assert c.capture == CaptureConfig(stall_seconds=10.0, max_backoff_seconds=10.0)
-    assert c.detector == DetectorConfig(weights="auto", imgsz=512, conf=0.4, device="auto", half=True)
+    assert c.detector == DetectorConfig(weights="auto", imgsz=512, conf=0.4, device="auto", half=True,
+                                        detect_every=3)
     assert c.tracker == TrackerConfig(max_age=15, min_hits=2, iou_threshold=0.2)
     assert c.ocr == OcrConfig(weights=str(OCR_DIR / f"{NETWORK}.pth"), min_confidence=0.2, crop_margin=0.06,
                               batch_size=32)
@@ -96,7 +97,7 @@ detector:
   conf: 0.4
   device: cuda:1
   half: false
-  detect_every: 3
+  detect_every: 2
 tracker:
   max_age: 30
   min_hits: 3
@@ -179,7 +180,7 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert isinstance(c.cameras[0].max_fps, float)
     assert c.capture == CaptureConfig(4.0, 60.0)
     assert all(isinstance(v, float) for v in (c.capture.stall_seconds, c.capture.max_backoff_seconds))
-    assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False, 3)
+    assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False, 2)
     assert c.tracker == TrackerConfig(30, 3, 0.3)
     assert c.ocr == OcrConfig("models/ocr/other.pth", 0.1, 0.1, 8)
     assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)
