@@ -102,6 +102,11 @@ class PlateDetector:
         offline_ultralytics()
         import torch
         from ultralytics import YOLO
+        from ultralytics.utils import LOGGER
+
+        # Inference only: its INFO lines ("Loading ... for ONNX Runtime inference") would mix
+        # with our CLIs' one-line errors on stderr; warnings and errors still show.
+        LOGGER.setLevel(logging.WARNING)
 
         self.device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.weights = weights = resolve_weights(weights, self.device, imgsz, half)

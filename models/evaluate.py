@@ -131,12 +131,15 @@ class Score:
 
 
 def evaluate(root: Path, predictions: Path | None, min_confidence: float, device: str,
-             detection_confidence: float = MIN_CONFIDENCE) -> dict:
+             detection_confidence: float = MIN_CONFIDENCE, detector_weights: Path | str = "auto",
+             ocr_weights: Path | None = None) -> dict:
+    """`ocr_weights` None: the shipped recognizer."""
     from models.reader import PlateReader, load_image
 
     ds = load_dataset(root)
-    reader = PlateReader(device=device, min_confidence=min_confidence, detection_confidence=detection_confidence,
-                         detect=ds.kind == "stills")
+    ocr = {"ocr_weights": ocr_weights} if ocr_weights else {}
+    reader = PlateReader(detector_weights, **ocr, device=device, min_confidence=min_confidence,
+                         detection_confidence=detection_confidence, detect=ds.kind == "stills")
     score = Score()
     try:
         out = predictions.open("w") if predictions else None
@@ -183,9 +186,12 @@ def main() -> int:
     ap.add_argument("--min-confidence", type=float, default=0.5)
     ap.add_argument("--detection-confidence", type=float, default=MIN_CONFIDENCE)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    ap.add_argument("--detector-weights", default="auto", help="a .pt/.onnx file to score instead of the shipped one")
+    ap.add_argument("--ocr-weights", type=Path, help="an OCR .pth to score instead of the shipped one")
     args = ap.parse_args()
     try:
-        r = evaluate(args.dataset, args.predictions, args.min_confidence, args.device, args.detection_confidence)
+        r = evaluate(args.dataset, args.predictions, args.min_confidence, args.device, args.detection_confidence,
+                     args.detector_weights, args.ocr_weights)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
