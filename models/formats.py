@@ -52,18 +52,19 @@ class PlateFormat:
 
 FORMATS: tuple[PlateFormat, ...] = (
     # United States: every state differs; these are the common shapes. Vanity plates
-    # (any 2-7 characters) are generated separately and match no format.
-    PlateFormat("us", "california", "DLLL DDD", _NO_IOQ),
-    PlateFormat("us", "LLL-DDDD", "LLL-DDDD", _NO_IOQ),
-    PlateFormat("us", "LLL DDDD", "LLL DDDD", _NO_IOQ),
-    PlateFormat("us", "LLL-DDD", "LLL-DDD", _NO_IOQ),
-    PlateFormat("us", "DDD-LLL", "DDD-LLL", _NO_IOQ),
-    PlateFormat("us", "DLL-DDDD", "DLL DDDD", _NO_IOQ),
-    PlateFormat("us", "DDD LDD", "DDD LDD", _NO_IOQ),
-    PlateFormat("us", "LL DDDDD", "LL DDDDD", _NO_IOQ),
-    PlateFormat("us", "DDDDLL", "DDDD LL", _NO_IOQ),
-    PlateFormat("us", "LDD LLL", "LDD LLL", _NO_IOQ),
-    PlateFormat("us", "stacked", "DLL|DDDD", _NO_IOQ),
+    # (any 2-7 characters) are generated separately and match no format. Many states print
+    # I, O and Q too, so serial letters take the whole alphabet.
+    PlateFormat("us", "california", "DLLL DDD", LETTERS),
+    PlateFormat("us", "LLL-DDDD", "LLL-DDDD", LETTERS),
+    PlateFormat("us", "LLL DDDD", "LLL DDDD", LETTERS),
+    PlateFormat("us", "LLL-DDD", "LLL-DDD", LETTERS),
+    PlateFormat("us", "DDD-LLL", "DDD-LLL", LETTERS),
+    PlateFormat("us", "DLL-DDDD", "DLL DDDD", LETTERS),
+    PlateFormat("us", "DDD LDD", "DDD LDD", LETTERS),
+    PlateFormat("us", "LL DDDDD", "LL DDDDD", LETTERS),
+    PlateFormat("us", "DDDDLL", "DDDD LL", LETTERS),
+    PlateFormat("us", "LDD LLL", "LDD LLL", LETTERS),
+    PlateFormat("us", "stacked", "DLL|DDDD", LETTERS),
     # Europe.
     PlateFormat("eu", "germany", "LL LL DDDD", LETTERS),
     PlateFormat("eu", "germany-1", "L LL DDD", LETTERS),
@@ -78,6 +79,7 @@ FORMATS: tuple[PlateFormat, ...] = (
     PlateFormat("eu", "netherlands-8", "LL-LL-DD", _NO_IOQ),
     PlateFormat("eu", "romania", "LL DD LLL", _NO_IOQ),
     PlateFormat("eu", "romania-b", "L DDD LLL", _NO_IOQ),
+    PlateFormat("eu", "romania-b2", "L DD LLL", _NO_IOQ),
     PlateFormat("eu", "france", "LL-DDD-LL", _NO_IOQ),
     PlateFormat("eu", "italy", "LL DDDLL", _NO_IOQ),
     PlateFormat("eu", "spain", "DDDD LLL", _NO_IOQ),

@@ -33,7 +33,7 @@ DATA = ROOT / "data" / "detector"
 RUN = ROOT / "runs" / "detect"
 
 
-def _read_yolo_labels(path: Path, w: int, h: int) -> list[tuple[float, float, float, float]]:
+def read_yolo_labels(path: Path, w: int, h: int) -> list[tuple[float, float, float, float]]:
     boxes = []
     if path.exists():
         for line in path.read_text().split("\n"):
@@ -59,7 +59,7 @@ def _synth_job(args: tuple[int, str, list[str]]) -> None:
         # Synthetic plates drawn over a real frame, whose own plates stay labelled.
         path = Path(backgrounds[rng.integers(len(backgrounds))])
         bg = cv2.imread(str(path))
-        real = _read_yolo_labels(path.parent.parent / "labels" / (path.stem + ".txt"), bg.shape[1], bg.shape[0])
+        real = read_yolo_labels(path.parent.parent / "labels" / (path.stem + ".txt"), bg.shape[1], bg.shape[0])
         img, plates = render_scene(rng, background=bg, occupied=real)
         boxes = real + [p.box for p in plates]
     else:
@@ -93,7 +93,7 @@ def _closeup_job(args: tuple[int, str, str]) -> None:
     i, split, path = args
     rng = np.random.default_rng([8, i])
     img = cv2.imread(path)
-    boxes = _read_yolo_labels(Path(path).parent.parent / "labels" / (Path(path).stem + ".txt"), img.shape[1], img.shape[0])
+    boxes = read_yolo_labels(Path(path).parent.parent / "labels" / (Path(path).stem + ".txt"), img.shape[1], img.shape[0])
     if not boxes:
         return
     if rng.random() < 0.6:

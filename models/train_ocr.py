@@ -1,9 +1,11 @@
 """Train the plate recognizer (CTC) on generated plate crops.
 
-    python -m models.train_ocr [--minutes 90] [--resume | --init WEIGHTS] [--device auto|cpu|cuda]
+    python -m models.train_ocr [--minutes 90] [--resume | --init WEIGHTS] [--real DIR] [--device auto|cpu|cuda]
 
 Crops are generated on the fly by worker processes (a new plate every sample, so the
-network never sees the same one twice); the run checkpoints every few minutes to
+network never sees the same one twice). With `--real DIR` (a crops dataset, e.g. the one
+`models.label_crops` writes) a share of the samples are real crops, each time with a new
+small shift, tilt and camera degradation; DIR/../val, if there, is scored at checkpoints. The run checkpoints every few minutes to
 `runs/ocr/last.pt` and `--resume` continues it, so a run can span sessions; `--init` starts
 a new schedule from weights in EasyOCR's layout (fine-tuning shipped weights). At the end
 (and at every checkpoint) the weights are written in EasyOCR's layout to
@@ -17,12 +19,14 @@ import os
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from models.evaluate import load_dataset
 from models.recognizer import CHARSET, OCR_DIR, build_network, preprocess
-from models.synth.camera import ocr_crop
+from models.synth.camera import degrade, ocr_crop
 from models.synth.plates import TRAIN_FONTS, render_plate
 
 RUN_DIR = Path("runs/ocr")
@@ -33,17 +37,37 @@ def sample(rng: np.random.Generator, fonts: tuple[str, ...] = TRAIN_FONTS) -> tu
     return ocr_crop(rng, plate), plate.text
 
 
-class Crops(torch.utils.data.IterableDataset):
-    """An endless stream of (crop tensor, label indices); each worker has its own seed."""
+def jitter(rng: np.random.Generator, crop: np.ndarray) -> np.ndarray:
+    """A real crop as another detector box and camera might give it: corners moved by a few
+    percent (margin, tilt, perspective), then mild blur, noise, light and JPEG."""
+    h, w = crop.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = (src + rng.uniform(-0.06, 0.06, (4, 2)) * [w, h]).astype(np.float32)
+    out = cv2.warpPerspective(crop, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    return degrade(rng, out, h, severity=rng.uniform(0.0, 0.5))
 
-    def __init__(self, seed: int):
-        self.seed = seed
+
+def load_crops(root: Path) -> list[tuple[np.ndarray, str]]:
+    ds = load_dataset(root)
+    return [(cv2.imread(str(root / "images" / f)), plate) for f, rows in ds.labels.items() for _, plate in rows]
+
+
+class Crops(torch.utils.data.IterableDataset):
+    """An endless stream of (crop tensor, label indices); each worker has its own seed.
+    `real_share` of the samples are jittered `real` crops, the rest generated ones."""
+
+    def __init__(self, seed: int, real: list[tuple[np.ndarray, str]] = (), real_share: float = 0.0):
+        self.seed, self.real, self.real_share = seed, real, real_share if real else 0.0
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
-            crop, text = sample(rng)
+            if rng.random() < self.real_share:
+                img, text = self.real[rng.integers(len(self.real))]
+                crop = jitter(rng, img)
+            else:
+                crop, text = sample(rng)
             yield preprocess([crop])[0], torch.tensor([CHARSET.index(c) + 1 for c in text])
 
 
@@ -100,6 +124,8 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="continue runs/ocr/last.pt")
     ap.add_argument("--init", type=Path, help="start from these weights (EasyOCR layout), new schedule")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real", type=Path, help="crops dataset (images/, labels.csv) mixed into training")
+    ap.add_argument("--real-share", type=float, default=0.05, help="share of samples taken from --real")
     ap.add_argument("--out", type=Path, default=OCR_DIR / "alpr_crnn.pth")
     args = ap.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -121,9 +147,15 @@ def main() -> None:
         print(f"resumed at step {step}, {elapsed / 60:.1f} min trained, best val {best:.3f}")
     budget = args.minutes * 60
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
-    loader = torch.utils.data.DataLoader(Crops(args.seed + step), batch_size=args.batch, num_workers=args.workers,
-                                         collate_fn=collate, persistent_workers=args.workers > 0)
+    real = load_crops(args.real) if args.real else []
+    real_val = args.real.parent / "val" if args.real else None
+    real_val = load_crops(real_val) if real_val and (real_val / "labels.csv").is_file() else []
+    loader = torch.utils.data.DataLoader(Crops(args.seed + step, real, args.real_share), batch_size=args.batch,
+                                         num_workers=args.workers, collate_fn=collate,
+                                         persistent_workers=args.workers > 0)
     val_images, val_texts = validation_set()
+    if real_val:
+        real_images, real_texts = preprocess([c for c, _ in real_val]), [t for _, t in real_val]
     t0, last_ck, losses = time.time() - elapsed, time.time(), []
 
     for images, labels, lengths in loader:
@@ -146,8 +178,9 @@ def main() -> None:
         if time.time() - last_ck > 300 or done:
             acc = evaluate(model, val_images, val_texts, device)
             best = max(best, acc)
-            print(f"step {step} {elapsed / 60:.1f} min loss {np.mean(losses[-200:]):.3f} lr {lr:.2e} val exact {acc:.3f}",
-                  flush=True)
+            real_acc = f" real val exact {evaluate(model, real_images, real_texts, device):.3f}" if real_val else ""
+            print(f"step {step} {elapsed / 60:.1f} min loss {np.mean(losses[-200:]):.3f} lr {lr:.2e} val exact {acc:.3f}"
+                  f"{real_acc}", flush=True)
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed, "step": step,
                         "best": best}, RUN_DIR / "last.tmp")
             os.replace(RUN_DIR / "last.tmp", RUN_DIR / "last.pt")

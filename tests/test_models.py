@@ -27,17 +27,17 @@ from models.synth.camera import warp
 from models.synth.plates import render_plate
 from models.synth.scenes import render_scene
 
-# Accuracy floors, set below what the shipped weights measured (0.95, 0.75, 0.86) to absorb noise.
+# Accuracy floors, set below what the shipped weights measured (0.95, 0.75, 0.77) to absorb noise.
 MIN_EXACT_HELDOUT = 0.85  # reported text == truth, held-out font, mild camera, ~60 plates
 MIN_EASYOCR_API_EXACT = 0.6  # easyocr's own recognize() on clean held-out-font plates
-MIN_SCENE_RECALL = 0.75  # detector recall (IoU > 0.4) on generated scenes, held-out font
+MIN_SCENE_RECALL = 0.7  # detector recall (IoU > 0.4) on generated scenes, held-out font
 
 OCR_SEED = 424242
 EASYOCR_SEED = 434343
 SCENE_SEED = 454545
 N_OCR = 60
 N_EASYOCR = 20
-N_SCENES = 20
+N_SCENES = 100  # ~145 plates: a third of them under 30 px wide, where recall is about half
 
 
 def mild_crop(rng: np.random.Generator, image: np.ndarray, margin: float = 0.06) -> np.ndarray:

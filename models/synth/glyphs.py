@@ -29,6 +29,7 @@ class Style:
     flat_three: bool = False  # a 3 with a flat top (DIN, UK)
     slash_zero: bool = False  # some US states slash the zero
     narrow_zero: float = 0.85  # width of 0 relative to O
+    four_lean: float = 0.12  # open 4: how far right its left stroke starts (0: upright, as in California)
 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: float, steps: int = 24) -> Stroke:
@@ -118,7 +119,7 @@ def strokes(ch: str, s: Style) -> list[Stroke]:
         return [_arc(0.5, 0.26, 0.45, 0.26, -160, 90, n) + _arc(0.5, 0.74, 0.5, 0.26, -90, 160, n)]
     if ch == "4":
         if s.open_four:
-            return [[(0.12, 0), (0, 0.66), (1, 0.66)], [(0.72, 0.12), (0.72, 1)]]
+            return [[(s.four_lean, 0), (0, 0.66), (1, 0.66)], [(0.72, min(0.12, s.four_lean)), (0.72, 1)]]
         return [[(0.72, 1), (0.72, 0), (0, 0.68), (1, 0.68)]]
     if ch == "5":
         return [[(0.92, 0), (0.1, 0), (0.06, 0.46)] + _arc(0.5, 0.68, 0.5, 0.32, -140, 155, n)]
