@@ -1,0 +1,62 @@
+"""The teacher that labels real crops for OCR training (models.label_crops), on generated frames."""
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from models.errors import ModelError
+from models.label_crops import _one_edit, label
+from models.synth.plates import TRAIN_FONTS, render_plate
+
+pytest.importorskip("rapidocr_onnxruntime", reason="the teacher is installed by setup.sh (requirements-peer.txt)")
+
+
+def _yolo_folder(root, n: int) -> list[str]:
+    """n frames in the detect-romanian layout, each with one clean EU plate and its box."""
+    rng = np.random.default_rng(21)
+    texts = []
+    for split in ("train", "valid"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+    for i in range(n):
+        plate = render_plate(rng, family="eu", fonts=TRAIN_FONTS[:1], glyph_prob=0.0, two_row_prob=0.0)
+        frame = np.full((360, 640, 3), 90, np.uint8)
+        ph, pw = plate.image.shape[:2]
+        x, y = 100, 120
+        frame[y:y + ph, x:x + pw] = plate.image
+        split = "train" if i % 2 else "valid"
+        cv2.imwrite(str(root / split / "images" / f"f{i}.jpg"), frame)
+        (root / split / "labels" / f"f{i}.txt").write_text(
+            f"0 {(x + pw / 2) / 640} {(y + ph / 2) / 360} {pw / 640} {ph / 360}\n")
+        texts.append(plate.text)
+    return texts
+
+
+def test_teacher_keeps_confident_format_valid_reads(tmp_path):
+    texts = _yolo_folder(tmp_path / "real", 10)
+    counts = label(tmp_path / "real", tmp_path / "out")
+    assert counts["crops"] == 10
+    kept = []
+    for split in ("train", "val"):
+        rows = list(csv.reader((tmp_path / "out" / split / "labels.csv").open()))
+        assert rows[0] == ["file", "plate"]
+        for file, plate in rows[1:]:
+            assert (tmp_path / "out" / split / "images" / file).is_file()
+            kept.append(plate)
+    right = [k for k in kept if k in texts]
+    # the teacher is right about most of what it keeps (on real crops about nine in ten)
+    assert len(right) >= 2 and len(right) >= 0.6 * len(kept), f"the teacher kept {kept} of {texts}"
+    assert counts["train"] + counts["val"] == len(kept)
+
+
+def test_no_frames_is_a_one_line_error(tmp_path):
+    with pytest.raises(ModelError, match="no frames in"):
+        label(tmp_path, tmp_path / "out")
+
+
+def test_one_edit():
+    assert _one_edit("B310YLV", "B310VLV") and _one_edit("B19FLN", "B198FLN") and _one_edit("B198FLN", "B19FLN")
+    assert not _one_edit("B310VLV", "B310VLV") and not _one_edit("AB12CD", "BA12CD") and not _one_edit("AB", "ABCD")
