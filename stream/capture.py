@@ -55,6 +55,11 @@ def is_live(source: str | int) -> bool:
     return isinstance(source, int) or str(source).isdigit() or str(source).split("://")[0].lower() in LIVE_SCHEMES
 
 
+def is_stills(source: str | int) -> bool:
+    """An image file or a folder of images: frames that need not follow from each other."""
+    return not is_live(source) and (Path(str(source)).is_dir() or Path(str(source)).suffix.lower() in IMAGE_SUFFIXES)
+
+
 def check_source(source: str | int) -> None:
     """Fail fast, with one line, on a source that can never work (before any thread starts)."""
     if is_live(source):
@@ -193,7 +198,7 @@ class Capture(threading.Thread):
     def _replay_images(self):
         """(timestamp, image) pairs of a replay source, or a one-line error as a string."""
         path = Path(str(self.source))
-        if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        if is_stills(self.source):
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
             self.total = len(files)
             for i, f in enumerate(files):

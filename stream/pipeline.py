@@ -36,7 +36,7 @@ from models.detector import Detection, PlateDetector
 from models.formats import family_matcher, from_regexes
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
-from stream.capture import Capture, EndOfStream, check_source, is_live
+from stream.capture import Capture, EndOfStream, check_source, is_live, is_stills
 from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import Frame, PlateDecision, PlateRead, Track
@@ -147,6 +147,8 @@ class Pipeline:
         self.read_queue: queue.Queue[ReadJob | None] = queue.Queue(READ_QUEUE)
         self.track_state: dict[tuple[str, int], _TrackState] = {}
         self._skipped = {c.id: 0 for c in config.cameras}  # frames since the camera's last detection
+        # Each still image is its own scene: the tracker cannot carry boxes into the next one.
+        self._detect_every = {c.id: 1 if is_stills(c.source) else config.detector.detect_every for c in config.cameras}
         self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
         self.events = 0
@@ -221,7 +223,7 @@ class Pipeline:
     def _detect_now(self, cam: str) -> bool:
         """Whether this camera's next frame goes through the detector (`detector.detect_every`)."""
         skipped = self._skipped[cam]
-        if (skipped + 1 >= self.config.detector.detect_every
+        if (skipped + 1 >= self._detect_every[cam]
                 or any((cam, tid) not in self.decided for tid in self.trackers[cam].live_ids())):
             self._skipped[cam] = 0
             return True
@@ -231,14 +233,15 @@ class Pipeline:
     def _coast(self, frame: Frame) -> ReadJob:
         """A frame the detector skipped: the tracks move on their filters, nothing is read."""
         tracker = self.trackers[frame.camera_id]
-        return ReadJob(frame, tracker.predict(frame.index), [], tracker.pop_ended())
+        size = frame.image.shape[1], frame.image.shape[0]
+        return ReadJob(frame, tracker.predict(frame.index, size), [], tracker.pop_ended())
 
     def _track(self, frame: Frame, detections: list[Detection]) -> ReadJob:
         cam = frame.camera_id
         detections = [d for d in detections if _in_roi(d.box, self.roi[cam])]
         self.detections[cam] += len(detections)
         tracker = self.trackers[cam]
-        tracks = tracker.update(detections, frame.index)
+        tracks = tracker.update(detections, frame.index, (frame.image.shape[1], frame.image.shape[0]))
         to_read = []
         h, w = frame.image.shape[:2]
         for t in tracks:
@@ -301,6 +304,11 @@ class Pipeline:
                                         r.char_confidences, r.region, track.box, crop))
             if d:
                 self._publish(d)
+            elif (plate := voter.settled(track.track_id)) is not None:
+                # a vehicle re-found and recognised as one already published: read, like a
+                # published one, so the detector may slow down for it too
+                self.decided.add((f.camera_id, track.track_id))
+                self.plates[(f.camera_id, track.track_id)] = plate
         for tid in job.ended:
             with self._timed("vote"):
                 d = voter.end_track(tid)

@@ -123,6 +123,11 @@ class PlateVoter:
             return None
         return self._settle(read.track_id, track, v)
 
+    def settled(self, track_id: int) -> str | None:
+        """The plate an open track was settled as (published by it, or a duplicate), else None."""
+        track = self._tracks.get(track_id)
+        return track.plate if track else None
+
     def end_track(self, track_id: int) -> PlateDecision | None:
         track = self._tracks.pop(track_id, None)
         if track is None:  # never had a usable read

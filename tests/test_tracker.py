@@ -174,3 +174,18 @@ def test_boxes_are_floats_and_never_inverted():
     for t in tracks:
         assert all(type(v) is float for v in t.box) and type(t.confidence) is float
         assert t.box[2] >= t.box[0] and t.box[3] >= t.box[1]
+
+
+def test_a_plate_that_drove_out_does_not_take_over_the_next_one_entering():
+    """Plate 1 leaves on the right; a few frames later plate 2 enters at that edge, driving
+    left. Without the frame size the coasting track 1 would take plate 2's detections."""
+    size = (640, 360)
+    tr = SortTracker("cam", max_age=15)
+    for f in range(13):  # 50 px per frame to the right, gone from the detector at x=620
+        x = 70 + 50 * f
+        tr.update([det(x, 200)] if x < 620 else [], f, size)
+    assert tr.pop_ended() == [1]  # its predicted centre left the frame (x=670 at frame 12)
+    ids = set()
+    for f in range(13, 20):
+        ids |= {t.track_id for t in tr.update([det(610 - 40 * (f - 13), 205)], f, size)}
+    assert ids == {2}

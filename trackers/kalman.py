@@ -11,6 +11,9 @@ After Bewley et al., "Simple Online and Realtime Tracking" (sort.py), with chang
   (`pop_ended`) so their reads can be finalized.
 - A matched track reports the detector's box, not the filter's: it is what the reader crops,
   and the smoothed box lags behind a plate that changes speed.
+- Given the frame size, a track whose predicted centre has left the frame has ended: the
+  vehicle drove out, and a coasting track there would take over the next vehicle entering
+  at that edge (with its identity and its plate already read).
 
 Call once per frame, in order: `update()` when detection ran, `predict()` when it was
 skipped. Coasting boxes can leave the frame; crop with clipping.
@@ -125,10 +128,11 @@ class SortTracker:
         self._next_id = 1
         self._ended: list[int] = []
 
-    def update(self, detections: list[Detection], frame_index: int) -> list[Track]:
-        """Match this frame's detections; returns the confirmed tracks, matched or coasting."""
-        for t in self._tracks:
-            t.predict()
+    def update(self, detections: list[Detection], frame_index: int,
+               frame_size: tuple[int, int] | None = None) -> list[Track]:
+        """Match this frame's detections; returns the confirmed tracks, matched or coasting.
+        `frame_size` (width, height): end the tracks that left it (module docstring)."""
+        self._advance(frame_size)
         unmatched = set(range(len(detections)))
         matched: set[int] = set()
         if self._tracks and detections:
@@ -151,11 +155,18 @@ class SortTracker:
                 t.confirmed = True
         return [self._report(t, frame_index, matched=t.misses == 0) for t in self._tracks if t.confirmed]
 
-    def predict(self, frame_index: int) -> list[Track]:
+    def predict(self, frame_index: int, frame_size: tuple[int, int] | None = None) -> list[Track]:
         """Advance the filters for a frame without detection; every confirmed track coasts."""
+        self._advance(frame_size)
+        return [self._report(t, frame_index, matched=False) for t in self._tracks if t.confirmed]
+
+    def _advance(self, frame_size: tuple[int, int] | None) -> None:
         for t in self._tracks:
             t.predict()
-        return [self._report(t, frame_index, matched=False) for t in self._tracks if t.confirmed]
+        if frame_size is not None:
+            w, h = frame_size
+            self._end([t for t in self._tracks
+                       if not (0 <= t.kf.x[0, 0] < w and 0 <= t.kf.x[1, 0] < h)])
 
     def live_ids(self) -> list[int]:
         """IDs of every live track, reported or not yet."""
