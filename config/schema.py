@@ -94,6 +94,7 @@ class DetectorConfig:
     half: bool = True  # fp16 on CUDA (ignored on CPU)
     # Detect on every k-th frame of a camera once each of its tracks has been read (the
     # tracker carries the boxes in between); every frame while one is unread. 1: every frame.
+    # Image files and folders are always detected on every image.
     detect_every: int = 3
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
