@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import stream.journal
 from config.schema import PublisherConfig
-from conftest import ROOT, run_module
+from conftest import ROOT, offline_env, run_module
 from stream.journal import DAY, Journal, JournalError
 from stream.publish import EventPublisher, PublishError
 from stream.replay import MAX_LIMIT, MAX_SEQ, ReplayServer, parse_request
@@ -418,6 +418,59 @@ def test_subscribe_cli_replays_after_n_then_follows(journal, replay, tmp_path):
                        "--timeout", 20, tmp_path=tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr
     assert [json.loads(line) for line in r.stdout.splitlines()] == sent[2:]
+
+
+class _Subscriber:
+    """`python -m stream.subscribe` as a consumer process: the events it prints, as they come."""
+
+    def __init__(self, endpoint: str, replay_endpoint: str, after: int, tmp_path):
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream.subscribe", endpoint, "--replay", replay_endpoint,
+                                      "--after", str(after)], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.events: list[dict] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.endswith("\n"):  # a line cut by a kill was never handled
+                self.events.append(json.loads(line))
+
+    def wait_for(self, n: int, publish) -> None:
+        """Call `publish()` every 50 ms until this consumer has handled `n` events (30 s at most)."""
+        end = time.monotonic() + 30
+        while len(self.events) < n:
+            assert time.monotonic() < end, f"the subscriber printed {len(self.events)} of {n} events in 30 s"
+            publish()
+            time.sleep(0.05)
+
+    def stop(self, sig: int) -> list[dict]:
+        self.proc.send_signal(sig)
+        self.proc.wait(10)
+        self.reader.join(10)
+        self.proc.stdout.close()
+        return self.events
+
+
+def test_a_killed_subscriber_restarted_after_its_last_seq_gets_every_event_once_in_order(journal, replay, tmp_path):
+    """The consumer remembers the last seq it handled; SIGKILLed mid-stream, it starts again
+    from there, and the events published while it was dead come from the replay."""
+    sent = []
+    with EventPublisher(PublisherConfig(endpoint=ANY_PORT), journal) as pub:
+        def publish() -> None:
+            sent.append(pub.publish(decision(track=len(sent) + 1), REPLAY))
+
+        first = _Subscriber(pub.endpoint, replay.endpoint, 0, tmp_path)
+        first.wait_for(5, publish)
+        handled = first.stop(signal.SIGKILL)
+        for _ in range(5):  # nobody listens
+            publish()
+        second = _Subscriber(pub.endpoint, replay.endpoint, handled[-1]["seq"], tmp_path)
+        second.wait_for(len(sent) - len(handled) + 5, publish)  # live again: five more
+        second.wait_for(len(sent) - len(handled), lambda: None)  # and what went out meanwhile
+        handled += second.stop(signal.SIGTERM)
+    assert seqs(sent) == list(range(1, len(sent) + 1))
+    assert handled == sent
 
 
 @pytest.mark.parametrize("args, words", [
