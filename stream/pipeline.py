@@ -233,17 +233,17 @@ class Pipeline:
     def _coast(self, frame: Frame) -> ReadJob:
         """A frame the detector skipped: the tracks move on their filters, nothing is read."""
         tracker = self.trackers[frame.camera_id]
-        size = frame.image.shape[1], frame.image.shape[0]
-        return ReadJob(frame, tracker.predict(frame.index, size), [], tracker.pop_ended())
+        h, w = frame.image.shape[:2]
+        return ReadJob(frame, tracker.predict(frame.index, (w, h)), [], tracker.pop_ended())
 
     def _track(self, frame: Frame, detections: list[Detection]) -> ReadJob:
         cam = frame.camera_id
         detections = [d for d in detections if _in_roi(d.box, self.roi[cam])]
         self.detections[cam] += len(detections)
         tracker = self.trackers[cam]
-        tracks = tracker.update(detections, frame.index, (frame.image.shape[1], frame.image.shape[0]))
-        to_read = []
         h, w = frame.image.shape[:2]
+        tracks = tracker.update(detections, frame.index, (w, h))
+        to_read = []
         for t in tracks:
             x1, y1, x2, y2 = t.box
             # A plate cut by the frame edge reads as a confident partial text: wait for all of it.
@@ -304,9 +304,9 @@ class Pipeline:
                                         r.char_confidences, r.region, track.box, crop))
             if d:
                 self._publish(d)
-            elif (plate := voter.settled(track.track_id)) is not None:
-                # a vehicle re-found and recognised as one already published: read, like a
-                # published one, so the detector may slow down for it too
+            if (plate := voter.settled(track.track_id)) is not None:
+                # published, or re-found as a vehicle already published: read, so the detector
+                # may slow down for it
                 self.decided.add((f.camera_id, track.track_id))
                 self.plates[(f.camera_id, track.track_id)] = plate
         for tid in job.ended:
@@ -345,8 +345,6 @@ class Pipeline:
             self.latencies.append(time.monotonic() - legible)
             if self.metrics:
                 self.metrics.latency.observe(self.latencies[-1])
-        self.decided.add((d.camera_id, d.track_id))
-        self.plates[(d.camera_id, d.track_id)] = d.plate
         if self.jsonl:
             self.jsonl.write(json.dumps(event) + "\n")
             self.jsonl.flush()
