@@ -27,7 +27,7 @@ from stream.journal import DAY, Journal, JournalError
 from stream.publish import EventPublisher, PublishError
 from stream.replay import MAX_LIMIT, MAX_SEQ, ReplayServer, parse_request
 from stream.subscribe import receive
-from test_publish import REPLAY, decision
+from test_publish import REPLAY, decision, publish_until
 
 ANY_PORT = "tcp://127.0.0.1:*"
 WAIT_MS = 5000
@@ -436,12 +436,11 @@ class _Subscriber:
             if line.endswith("\n"):  # a line cut by a kill was never handled
                 self.events.append(json.loads(line))
 
-    def wait_for(self, n: int, publish) -> None:
-        """Call `publish()` every 50 ms until this consumer has handled `n` events (30 s at most)."""
+    def wait_for(self, n: int) -> None:
+        """Until this consumer has handled `n` events (30 s at most)."""
         end = time.monotonic() + 30
         while len(self.events) < n:
             assert time.monotonic() < end, f"the subscriber printed {len(self.events)} of {n} events in 30 s"
-            publish()
             time.sleep(0.05)
 
     def stop(self, sig: int) -> list[dict]:
@@ -455,19 +454,15 @@ class _Subscriber:
 def test_a_killed_subscriber_restarted_after_its_last_seq_gets_every_event_once_in_order(journal, replay, tmp_path):
     """The consumer remembers the last seq it handled; SIGKILLed mid-stream, it starts again
     from there, and the events published while it was dead come from the replay."""
-    sent = []
     with EventPublisher(PublisherConfig(endpoint=ANY_PORT), journal) as pub:
-        def publish() -> None:
-            sent.append(pub.publish(decision(track=len(sent) + 1), REPLAY))
-
         first = _Subscriber(pub.endpoint, replay.endpoint, 0, tmp_path)
-        first.wait_for(5, publish)
+        sent = publish_until(pub, lambda: len(first.events) >= 5)
         handled = first.stop(signal.SIGKILL)
-        for _ in range(5):  # nobody listens
-            publish()
+        sent += [pub.publish(decision(track=t), REPLAY) for t in range(5)]  # nobody listens
         second = _Subscriber(pub.endpoint, replay.endpoint, handled[-1]["seq"], tmp_path)
-        second.wait_for(len(sent) - len(handled) + 5, publish)  # live again: five more
-        second.wait_for(len(sent) - len(handled), lambda: None)  # and what went out meanwhile
+        backlog = len(sent) - len(handled)
+        sent += publish_until(pub, lambda: len(second.events) >= backlog + 5)  # live again: five more
+        second.wait_for(len(sent) - len(handled))  # and what went out meanwhile
         handled += second.stop(signal.SIGTERM)
     assert seqs(sent) == list(range(1, len(sent) + 1))
     assert handled == sent
