@@ -94,7 +94,7 @@ class _Connection(threading.Thread):
     def __init__(self, name: str, source: str | int, timeout_s: float):
         super().__init__(name=name, daemon=True)
         self.source = source
-        self.timeout_ms = round(timeout_s * 1000)
+        self.timeout_s = timeout_s
         # (epoch time, image) per frame, then one string: why the connection ended
         self.items: queue.Queue[tuple[float, np.ndarray] | str] = queue.Queue(2)
         self.abandoned = threading.Event()
@@ -104,8 +104,9 @@ class _Connection(threading.Thread):
         if isinstance(self.source, int):
             return cv2.VideoCapture(self.source)  # a webcam: its driver's own read timeout applies
         # The backend's timeouts bound how long an abandoned connection holds on to the source.
-        return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms,
-                                                              cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms])
+        ms = round(self.timeout_s * 1000)
+        return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                                              cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
 
     def run(self) -> None:
         cap = self._open()
@@ -115,7 +116,13 @@ class _Connection(threading.Thread):
                 return
             self.fps = cap.get(cv2.CAP_PROP_FPS) or None
             while not self.abandoned.is_set():
+                start = time.monotonic()
                 ok, img = cap.read()
+                if time.monotonic() - start >= self.timeout_s:
+                    # The backend timed out: what it returns now is the decoder's flush of a
+                    # dead stream, which must not count as the stream being alive.
+                    self._give(f"no frame for {self.timeout_s:g} s")
+                    return
                 if not ok or img is None:
                     self._give("the stream ended or a read failed")
                     return
