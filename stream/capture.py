@@ -51,6 +51,11 @@ def redact(source: str | int) -> str:
     return re.sub(r"(://)[^/@\s]+@", r"\1***@", str(source))
 
 
+def stall_error(seconds: float) -> str:
+    """Why a live connection was dropped when no frame came for `seconds`."""
+    return f"no frame for {seconds:g} s"
+
+
 def is_live(source: str | int) -> bool:
     return isinstance(source, int) or str(source).isdigit() or str(source).split("://")[0].lower() in LIVE_SCHEMES
 
@@ -121,7 +126,7 @@ class _Connection(threading.Thread):
                 if time.monotonic() - start >= self.timeout_s:
                     # The backend timed out: what it returns now is the decoder's flush of a
                     # dead stream, which must not count as the stream being alive.
-                    self._give(f"no frame for {self.timeout_s:g} s")
+                    self._give(stall_error(self.timeout_s))
                     return
                 if not ok or img is None:
                     self._give("the stream ended or a read failed")
@@ -271,7 +276,7 @@ class Capture(threading.Thread):
                 item = conn.items.get(timeout=POLL)
             except queue.Empty:
                 if time.monotonic() > deadline:
-                    return f"no frame for {self.stall_seconds:g} s"
+                    return stall_error(self.stall_seconds)
                 continue
             if isinstance(item, str):
                 return item
