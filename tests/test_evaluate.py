@@ -15,7 +15,7 @@ from models.synth.plates import render_plate
 from models.synth.scenes import render_scene
 
 SUMMARY_KEYS = {"dataset", "layout", "images", "plates", "detection_rate", "exact_read_rate", "char_accuracy",
-                "unmatched_boxes", "ms_per_image"}
+                "unmatched_boxes", "overlapped_below_match", "ms_per_image"}
 
 
 # --- scoring rules ----------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def test_score_still_counts_hits_misses_and_extras():
              ((50, 300, 150, 330), "EXTRA1")]  # overlaps no plate
     s = Score()
     s.add_still(truth, preds)
-    assert (s.plates, s.detected, s.read, s.unmatched) == (3, 2, 1, 1)
+    assert (s.plates, s.detected, s.read, s.unmatched, s.overlapped) == (3, 2, 1, 1, 0)
     assert s.chars == pytest.approx(1 + 5 / 6 + 0)
 
 
@@ -64,7 +64,12 @@ def test_score_still_edge_cases():
     # IoU exactly at the threshold is not a detection; the box counts as unmatched.
     assert iou((0, 0, 10, 10), (0, 0, 4, 10)) == pytest.approx(IOU_MATCH)
     s.add_still([((0, 0, 10, 10), "AB12")], [((0, 0, 4, 10), "AB12")])
-    assert (s.plates, s.detected, s.read, s.unmatched) == (1, 0, 0, 1)
+    assert (s.plates, s.detected, s.read, s.unmatched, s.overlapped) == (1, 0, 0, 1, 1)
+    # A box around the whole plate where the label boxes only its characters (IoU 0.33):
+    # missed, but counted apart from plates no box touches.
+    s.add_still([((10, 10, 90, 30), "AB12")], [((0, 0, 100, 48), "AB12")])
+    s.add_still([((0, 0, 10, 10), "CD34")], [((50, 50, 60, 60), "CD34")])
+    assert (s.plates, s.detected, s.unmatched, s.overlapped) == (3, 0, 3, 2)
     # A failed read (None) on a found plate: detected, not read, no characters.
     s = Score()
     s.add_still([((0, 0, 10, 10), "AB12")], [((0, 0, 10, 10), None)])
