@@ -9,7 +9,9 @@ small shift, tilt and camera degradation; DIR/../val, if there, is scored at che
 `runs/ocr/last.pt` and `--resume` continues it, so a run can span sessions; `--init` starts
 a new schedule from weights in EasyOCR's layout (fine-tuning shipped weights). At the end
 (and at every checkpoint) the weights are written in EasyOCR's layout to
-`models/ocr/alpr_crnn.pth`.
+`models/ocr/alpr_crnn.pth`. What is scored and written is an exponential moving average of
+the weights, not the last step's: single checkpoints of a run differ by several points on
+a small real validation set, and the average does not chase the last few batches.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from models.evaluate import load_dataset
 from models.recognizer import CHARSET, OCR_DIR, build_network, preprocess
@@ -126,6 +129,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--real", type=Path, help="crops dataset (images/, labels.csv) mixed into training")
     ap.add_argument("--real-share", type=float, default=0.05, help="share of samples taken from --real")
+    ap.add_argument("--ema", type=float, default=0.999, help="decay of the weight average that is scored and saved")
     ap.add_argument("--out", type=Path, default=OCR_DIR / "alpr_crnn.pth")
     args = ap.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -139,10 +143,13 @@ def main() -> None:
     if args.init:
         state = torch.load(args.init, map_location=device)
         model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
     if args.resume and (RUN_DIR / "last.pt").exists():
         ck = torch.load(RUN_DIR / "last.pt", map_location=device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
+        ema.module.load_state_dict(ck["ema"])
+        ema.n_averaged.fill_(1)
         elapsed, step, best = ck["elapsed"], ck["step"], ck["best"]
         print(f"resumed at step {step}, {elapsed / 60:.1f} min trained, best val {best:.3f}")
     budget = args.minutes * 60
@@ -172,19 +179,20 @@ def main() -> None:
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
+        ema.update_parameters(model)
         losses.append(loss.item())
         step += 1
         done = elapsed >= budget
         if time.time() - last_ck > 300 or done:
-            acc = evaluate(model, val_images, val_texts, device)
+            acc = evaluate(ema.module, val_images, val_texts, device)
             best = max(best, acc)
-            real_acc = f" real val exact {evaluate(model, real_images, real_texts, device):.3f}" if real_val else ""
+            real_acc = f" real val exact {evaluate(ema.module, real_images, real_texts, device):.3f}" if real_val else ""
             print(f"step {step} {elapsed / 60:.1f} min loss {np.mean(losses[-200:]):.3f} lr {lr:.2e} val exact {acc:.3f}"
                   f"{real_acc}", flush=True)
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed, "step": step,
-                        "best": best}, RUN_DIR / "last.tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.module.state_dict(),
+                        "elapsed": elapsed, "step": step, "best": best}, RUN_DIR / "last.tmp")
             os.replace(RUN_DIR / "last.tmp", RUN_DIR / "last.pt")
-            save_easyocr(model, args.out)
+            save_easyocr(ema.module, args.out)
             last_ck = time.time()
         if done:
             break

@@ -29,7 +29,8 @@ class Style:
     flat_three: bool = False  # a 3 with a flat top (DIN, UK)
     slash_zero: bool = False  # some US states slash the zero
     narrow_zero: float = 0.85  # width of 0 relative to O
-    four_lean: float = 0.12  # open 4: how far right its left stroke starts (0: upright, as in California)
+    four_lean: float = 0.12  # open 4: how far right its left stroke starts (0: upright; US faces lean 0-0.5)
+    w_foot: float = 0.23  # where W's outer strokes meet the baseline: small = near-vertical sides (US gothic)
 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: float, steps: int = 24) -> Stroke:
@@ -97,7 +98,7 @@ def strokes(ch: str, s: Style) -> list[Stroke]:
     if ch == "V":
         return [[(0, 0), (0.5, 1), (1, 0)]]
     if ch == "W":
-        return [[(0, 0), (0.23, 1), (0.5, 1 - m), (0.77, 1), (1, 0)]]
+        return [[(0, 0), (s.w_foot, 1), (0.5, 1 - m), (1 - s.w_foot, 1), (1, 0)]]
     if ch == "X":
         return [[(0, 0), (1, 1)], [(1, 0), (0, 1)]]
     if ch == "Y":
