@@ -19,6 +19,9 @@ ALPHABET = DIGITS + LETTERS
 # Characters some issuers never use; the generator avoids them so it does not teach
 # shapes that real plates of that family do not have.
 _NO_IOQ = LETTERS.replace("I", "").replace("O", "").replace("Q", "")
+# Romania's county codes: the serial letters skip I and O, but the counties do not (IF, IS, OT).
+_RO_COUNTIES = tuple("AB AR AG BC BH BN BT BV BR BZ CS CL CJ CT CV DB DJ GL GR GJ HR HD IL IS IF MM MH MS NT OT "
+                     "PH SM SJ SB SV TR TM TL VS VL VN".split())
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class PlateFormat:
     name: str
     pattern: str
     letters: str = LETTERS  # letters this issuer prints
+    prefixes: tuple[str, ...] = ()  # region codes the number starts with (the generator draws one), if any
 
     @property
     def classes(self) -> str:
@@ -77,14 +81,14 @@ FORMATS: tuple[PlateFormat, ...] = (
     PlateFormat("eu", "netherlands-6", "LLL-DD-L", _NO_IOQ),
     PlateFormat("eu", "netherlands-7", "DD-LL-LL", _NO_IOQ),
     PlateFormat("eu", "netherlands-8", "LL-LL-DD", _NO_IOQ),
-    PlateFormat("eu", "romania", "LL DD LLL", _NO_IOQ),
-    PlateFormat("eu", "romania-b", "L DDD LLL", _NO_IOQ),
-    PlateFormat("eu", "romania-b2", "L DD LLL", _NO_IOQ),
+    PlateFormat("eu", "romania", "LL DD LLL", _NO_IOQ, _RO_COUNTIES),
+    PlateFormat("eu", "romania-b", "L DDD LLL", _NO_IOQ, ("B",)),
+    PlateFormat("eu", "romania-b2", "L DD LLL", _NO_IOQ, ("B",)),
     PlateFormat("eu", "france", "LL-DDD-LL", _NO_IOQ),
     PlateFormat("eu", "italy", "LL DDDLL", _NO_IOQ),
     PlateFormat("eu", "spain", "DDDD LLL", _NO_IOQ),
     PlateFormat("eu", "poland", "LL DDDDD", LETTERS),
-    PlateFormat("eu", "stacked", "LL|DDDLL", _NO_IOQ),
+    PlateFormat("eu", "stacked", "LL|DDDLL", _NO_IOQ, _RO_COUNTIES),
     # United Kingdom (2001 scheme), rear/front and the square two-row plate.
     PlateFormat("uk", "uk", "LLDD LLL", _NO_IOQ),
     PlateFormat("uk", "uk-stacked", "LLDD|LLL", _NO_IOQ),

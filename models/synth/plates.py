@@ -150,8 +150,9 @@ def small_text(rng: np.random.Generator, canvas, text: str, box, color) -> None:
 
 def _number(rng: np.random.Generator, fmt: PlateFormat) -> str:
     """A plate number printed with the format's separators ('|' between rows)."""
-    out = []
-    for k in fmt.pattern:
+    prefix = fmt.prefixes[rng.integers(len(fmt.prefixes))] if fmt.prefixes else ""
+    out = list(prefix)
+    for k in fmt.pattern[len(prefix):]:
         if k == "L":
             out.append(fmt.letters[rng.integers(len(fmt.letters))])
         elif k == "D":
