@@ -148,7 +148,7 @@ def main() -> None:
         ck = torch.load(RUN_DIR / "last.pt", map_location=device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        ema.module.load_state_dict(ck["ema"])
+        ema.module.load_state_dict(ck.get("ema", ck["model"]))  # runs checkpointed before the average
         ema.n_averaged.fill_(1)
         elapsed, step, best = ck["elapsed"], ck["step"], ck["best"]
         print(f"resumed at step {step}, {elapsed / 60:.1f} min trained, best val {best:.3f}")
