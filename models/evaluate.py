@@ -116,8 +116,9 @@ class Score:
         for box, plate in truth:
             self.plates += 1
             overlaps = [iou(box, p[0]) for p in preds]
-            if not overlaps or max(overlaps) <= IOU_MATCH:
-                self.overlapped += bool(overlaps) and max(overlaps) > 0
+            top = max(overlaps, default=0.0)
+            if top <= IOU_MATCH:
+                self.overlapped += top > 0
                 continue
             self.detected += 1
             best = max(range(len(preds)), key=overlaps.__getitem__)
