@@ -1,7 +1,7 @@
 """Plate number formats per region family.
 
 One table serves three jobs: the generator draws plate numbers from it, the OCR decoder
-uses its letter/digit positions to settle confusable pairs (0/O, 8/B, 5/S, 2/Z, 1/I, 4/A),
+uses its letter/digit positions to settle look-alike pairs (`LOOKALIKES`),
 and the pipeline tags a read with the family whose format it matches.
 
 A pattern is written with `L` (letter), `D` (digit), `A` (either), a space or a dash
@@ -15,6 +15,10 @@ from dataclasses import dataclass
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 DIGITS = "0123456789"
 ALPHABET = DIGITS + LETTERS
+# (letter, digit) pairs that plate typefaces draw alike. Where a format says a letter or a
+# digit stands, the decoder reads such a glyph as the pair's member of that kind.
+LOOKALIKES = (("O", "0"), ("D", "0"), ("Q", "0"), ("I", "1"), ("Z", "2"), ("A", "4"), ("L", "4"), ("S", "5"),
+              ("G", "6"), ("B", "8"))
 
 # Characters some issuers never use; the generator avoids them so it does not teach
 # shapes that real plates of that family do not have.

@@ -3,7 +3,7 @@
 The network is loaded through `easyocr.Reader` (custom-model layout in `models/ocr/`,
 no download), then called directly on batches so that each read carries per-character
 confidences. Decoding knows plate formats: where a format fits the read, the position
-decides between look-alike letters and digits (0/O, 8/B, 5/S, 2/Z, 1/I).
+decides between look-alike letters and digits (0/O/D/Q, 1/I, 2/Z, 4/A/L, 5/S, 6/G, 8/B).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from models.errors import ModelError
-from models.formats import DIGITS, FORMATS, LETTERS, PlateFormat
+from models.formats import DIGITS, FORMATS, LETTERS, LOOKALIKES, PlateFormat
 from models.ocr.alpr_crnn import INPUT_H, INPUT_W, Model
 
 OCR_DIR = Path(__file__).parent / "ocr"
@@ -78,31 +78,51 @@ def _slots(probs: np.ndarray) -> list[np.ndarray]:
     return slots
 
 
-_LETTER_IDX = np.array([CHARSET.index(c) + 1 for c in LETTERS])
-_DIGIT_IDX = np.array([CHARSET.index(c) + 1 for c in DIGITS])
+def _merge(targets: str, weight: float) -> np.ndarray:
+    """(classes, len(targets)) matrix: a slot's probabilities @ it = each target's own
+    probability plus `weight` times its look-alikes' (`formats.LOOKALIKES`)."""
+    m = np.zeros((len(CHARSET) + 1, len(targets)), np.float32)
+    for j, t in enumerate(targets):
+        for c in {a for a, b in LOOKALIKES if b == t} | {b for a, b in LOOKALIKES if a == t}:
+            m[CHARSET.index(c) + 1, j] = weight
+        m[CHARSET.index(t) + 1, j] = 1
+    return m
+
+
+# A network can be sure of a glyph's shape and still name the wrong one of a look-alike
+# pair (the open-top 4 of US plates as L). Where a format says which kind of character
+# stands in a slot, the shape's probability counts for the character of that kind: in full
+# for its confidence, at LOOKALIKE_WEIGHT for choosing the reading, so that a reading which
+# fits a format as read beats one that needs swaps, one swap beats no format (0.2 > 1 /
+# FORMAT_PRIOR) and two do not (0.2 ** 2 < 1 / FORMAT_PRIOR).
+LOOKALIKE_WEIGHT = 0.2
+_TARGETS = {"L": LETTERS, "D": DIGITS, "A": CHARSET}  # "A" slots: either kind, nothing merged
+_SHAPE = {"L": _merge(LETTERS, 1.0), "D": _merge(DIGITS, 1.0), "A": _merge(CHARSET, 0.0)}
+_CHOICE = {"L": _merge(LETTERS, LOOKALIKE_WEIGHT), "D": _merge(DIGITS, LOOKALIKE_WEIGHT), "A": _SHAPE["A"]}
 
 
 def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> TextRead:
     """One crop's CTC probabilities (T, classes) -> a read, using plate formats."""
-    slots = _slots(probs)
-    if not slots:
+    slots = np.array(_slots(probs))
+    if not len(slots):
         return TextRead("", 0.0, [], None)
-    free = [int(s[1:].argmax()) + 1 for s in slots]
-    free_score = sum(math.log(s[k] + 1e-9) for s, k in zip(slots, free))
-    best, best_score, region = free, free_score - math.log(FORMAT_PRIOR), None
+    free = slots[:, 1:].argmax(1)
+    confs = slots[np.arange(len(slots)), free + 1]
+    best = ("".join(CHARSET[k] for k in free), confs, None)
+    best_score = np.log(confs + 1e-9).sum() - math.log(FORMAT_PRIOR)
+    # Per slot and kind of character: the choice scores, the pick and its confidence.
+    choice = {k: slots @ m for k, m in _CHOICE.items()}
+    pick = {k: c.argmax(1) for k, c in choice.items()}
+    shape = {k: np.minimum(1.0, (slots @ _SHAPE[k])[np.arange(len(slots)), pick[k]]) for k in _SHAPE}
     for fmt in formats:
-        classes = fmt.classes
-        if len(classes) != len(slots):
+        if len(fmt.classes) != len(slots):
             continue
-        picks = []
-        for s, k in zip(slots, classes):
-            idx = _LETTER_IDX if k == "L" else _DIGIT_IDX if k == "D" else np.arange(1, len(CHARSET) + 1)
-            picks.append(int(idx[s[idx].argmax()]))
-        score = sum(math.log(s[k] + 1e-9) for s, k in zip(slots, picks))
+        score = sum(math.log(choice[k][i, pick[k][i]] + 1e-9) for i, k in enumerate(fmt.classes))
         if score > best_score:
-            best, best_score, region = picks, score, fmt.family
-    confs = [float(s[k]) for s, k in zip(slots, best)]
-    return TextRead("".join(CHARSET[k - 1] for k in best), float(np.prod(confs)), confs, region)
+            text = "".join(_TARGETS[k][pick[k][i]] for i, k in enumerate(fmt.classes))
+            best, best_score = (text, np.array([shape[k][i] for i, k in enumerate(fmt.classes)]), fmt.family), score
+    text, confs, region = best
+    return TextRead(text, float(np.prod(confs)), [float(c) for c in confs], region)
 
 
 class PlateRecognizer:

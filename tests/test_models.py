@@ -227,8 +227,9 @@ def test_low_character_probabilities_give_low_confidence():
     t = decode(ctc_matrix([{c: 0.4} for c in "7ABC123"]))
     assert isinstance(t, TextRead)
     assert t.text == "7ABC123"
-    assert t.char_confidences == pytest.approx([0.4] * 7, abs=1e-5)
-    assert t.confidence == pytest.approx(0.4 ** 7, rel=1e-4)
+    # The format's letter and digit slots add the (here tiny) probability of look-alikes.
+    assert t.char_confidences == pytest.approx([0.4] * 7, abs=0.02)
+    assert t.confidence == pytest.approx(np.prod(t.char_confidences), rel=1e-5)
     assert t.confidence < 0.5
     assert t.region == "us"
 
@@ -254,12 +255,23 @@ def test_reading_below_threshold_is_a_failure_with_a_guess():
 
 
 def test_format_decides_confusable_digit_position():
-    """UK 'LLDD LLL': the 4th character is a digit, so a slightly likelier 'O' reads as '0'."""
+    """UK 'LLDD LLL': the 4th character is a digit, so a slightly likelier 'O' reads as '0',
+    with the confidence of the shape (both of the pair's probabilities)."""
     slots = [{c: 0.95} for c in "AB1"] + [{"O": 0.5, "0": 0.45}] + [{c: 0.95} for c in "CDE"]
     t = decode(ctc_matrix(slots))
     assert t.text == "AB10CDE"
     assert t.region in ("uk", "eu")  # the UK shape is also Romania's 'LL DD LLL'
-    assert t.char_confidences[3] == pytest.approx(0.45, abs=1e-5)
+    assert t.char_confidences[3] == pytest.approx(0.95, abs=0.005)  # + the rest's share of D and Q
+
+
+def test_one_lookalike_named_with_certainty_is_swapped_to_fit_a_format():
+    """California 'DLLL DDD': an open-top 4 the network is sure is an L reads as 4; a read
+    that fits a format as it stands is not swapped into another format."""
+    t = decode(ctc_matrix([{"L": 0.97, "4": 0.01}] + [{c: 0.97} for c in "KYR003"]))
+    assert t.text == "4KYR003" and t.region == "us"
+    assert t.char_confidences[0] == pytest.approx(0.98, abs=0.005)
+    # 'A337HF' fits the Dutch 'L-DDD-LL' as read, though '4337HF' would fit the US 'DDDD LL'.
+    assert decode(ctc_matrix([{c: 0.95} for c in "A337HF"])).text == "A337HF"
 
 
 def test_format_decides_confusable_letter_position():
@@ -281,10 +293,13 @@ def test_format_decides_confusable_pair_on_mercosur():
 
 
 def test_clear_reading_outside_the_formats_is_kept():
-    """Vanity plates read as printed: a format is not forced on a much likelier reading."""
-    slots = [{c: 0.95} for c in "AB1"] + [{"O": 0.9, "0": 0.01}] + [{c: 0.95} for c in "CDE"]
+    """Vanity plates read as printed: a format is not forced on a much likelier reading, nor
+    on one that fits only after two look-alike swaps."""
+    slots = [{c: 0.95} for c in "AB1"] + [{"X": 0.9, "0": 0.01}] + [{c: 0.95} for c in "CDE"]
     t = decode(ctc_matrix(slots))
-    assert t.text == "AB1OCDE" and t.region is None
+    assert t.text == "AB1XCDE" and t.region is None
+    two_swaps = decode(ctc_matrix([{c: 0.95} for c in "ABIOCDE"]))  # UK 'AB10CDE' needs I->1 and O->0
+    assert two_swaps.text == "ABIOCDE" and two_swaps.region is None
     short = decode(ctc_matrix([{c: 0.9} for c in "HELLO"]))
     assert short.text == "HELLO" and short.region is None
 
