@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import HELDOUT_FONT
 from models.formats import ALPHABET, FORMATS, PlateFormat, clean, match_family
+from models.synth.glyphs import Style, render_glyph
 from models.synth.plates import FAMILIES, TRAIN_FONTS, Plate, render_plate
 from models.synth.scenes import render_scene
 from models.train_ocr import sample
@@ -71,6 +72,17 @@ def test_render_scene_is_deterministic_per_seed():
 
 
 # --- plates -----------------------------------------------------------------------------------
+
+def test_every_glyph_variant_renders_every_character():
+    variants = [Style(), Style(open_four=True, four_lean=0.5), Style(flat_three=True, slash_zero=True, one_base=True),
+                Style(round=5.0), Style(w_foot=0.06, m_depth=0.3)]
+    for s in variants:
+        for ch in ALPHABET:
+            mask = render_glyph(ch, s, 40)
+            assert mask.shape[0] >= 40 and mask.max() == 255, (ch, s)
+    for ch in "4":  # a variant is a different shape, not a re-label
+        assert not np.array_equal(render_glyph(ch, Style(), 40), render_glyph(ch, Style(open_four=True), 40))
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_renders_valid_plates(family):
