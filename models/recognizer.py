@@ -110,14 +110,16 @@ def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> Tex
     confs = slots[np.arange(len(slots)), free + 1]
     best = ("".join(CHARSET[k] for k in free), confs, None)
     best_score = np.log(confs + 1e-9).sum() - math.log(FORMAT_PRIOR)
-    # Per slot and kind of character: the choice scores, the pick and its confidence.
+    # Per slot and kind of character: the pick, its log choice score and its confidence.
+    rows = np.arange(len(slots))
     choice = {k: slots @ m for k, m in _CHOICE.items()}
     pick = {k: c.argmax(1) for k, c in choice.items()}
-    shape = {k: np.minimum(1.0, (slots @ _SHAPE[k])[np.arange(len(slots)), pick[k]]) for k in _SHAPE}
+    log_choice = {k: np.log(c[rows, pick[k]].astype(np.float64) + 1e-9) for k, c in choice.items()}
+    shape = {k: np.minimum(1.0, (slots @ _SHAPE[k])[rows, pick[k]]) for k in _SHAPE}
     for fmt in formats:
         if len(fmt.classes) != len(slots):
             continue
-        score = sum(math.log(choice[k][i, pick[k][i]] + 1e-9) for i, k in enumerate(fmt.classes))
+        score = sum(log_choice[k][i] for i, k in enumerate(fmt.classes))
         if score > best_score:
             text = "".join(_TARGETS[k][pick[k][i]] for i, k in enumerate(fmt.classes))
             best, best_score = (text, np.array([shape[k][i] for i, k in enumerate(fmt.classes)]), fmt.family), score
