@@ -183,7 +183,7 @@ def main() -> None:
                                                                            args.workers)
         model = YOLO(str(args.weights) if args.weights else "yolov8n.yaml")
         model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=device,
-                    workers=min(args.workers, 8), project=str(RUN), name="plates", exist_ok=True,
+                    workers=args.workers, project=str(RUN), name="plates", exist_ok=True,
                     pretrained=bool(args.weights), optimizer="AdamW", lr0=args.lr0,
                     warmup_epochs=0.5 if args.weights else 3.0,
                     plots=False, seed=0, deterministic=False, close_mosaic=max(1, args.epochs // 10),
