@@ -1,6 +1,6 @@
 """Read every plate in still images: detector boxes, then the recognizer on padded crops.
 
-    python -m models.reader IMAGE [IMAGE ...] [--json] [--min-confidence 0.5] [--device auto]
+    python -m models.reader IMAGE|FOLDER [...] [--json] [--min-confidence 0.5] [--device auto]
 
 Python API: `PlateReader().read(image)` -> list of `PlateReading` (text, confidence,
 per-character confidences, box). A reading whose confidence is below `min_confidence` is
@@ -54,6 +54,25 @@ def load_image(path: str | Path) -> np.ndarray:
     if img is None or img.size == 0:
         raise ModelError(f"unreadable image (not a supported image file or corrupt): {path}")
     return img
+
+
+def image_paths(paths: list[Path]) -> list[Path]:
+    """The paths given, with each folder replaced by its files that OpenCV can decode (judged by
+    their content), in name order; the other files of a folder are named on stderr."""
+    out = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        images = [p for p in files if cv2.haveImageReader(str(p))]
+        if not images:
+            raise ModelError(f"folder has no images: {path}")
+        if len(images) < len(files):
+            print(f"{path}: skipping {len(files) - len(images)} files that are not images: "
+                  f"{', '.join(p.name for p in files if p not in images)}", file=sys.stderr)
+        out += images
+    return out
 
 
 def to_bgr(img: np.ndarray) -> np.ndarray:
@@ -110,19 +129,20 @@ class PlateReader:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("images", nargs="+", type=Path)
+    ap.add_argument("images", nargs="+", type=Path, help="image files, or folders read in name order")
     ap.add_argument("--json", action="store_true", help="one JSON object per image")
     ap.add_argument("--min-confidence", type=float, default=0.5)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--crops", action="store_true", help="each image is a plate crop: skip detection")
     args = ap.parse_args()
     try:
+        paths = image_paths(args.images)
         reader = PlateReader(device=args.device, min_confidence=args.min_confidence)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     status = 0
-    for path in args.images:
+    for path in paths:
         try:
             img = load_image(path)
         except ModelError as e:  # one bad file does not stop the others

@@ -154,6 +154,26 @@ def test_reader_cli_bad_and_missing_images_do_not_stop_good_ones(tmp_path):
         assert {"text", "confidence", "char_confidences", "box", "guess"} <= set(p)
 
 
+def test_reader_cli_reads_a_folder_and_names_what_it_skips(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name, seed in (("b.png", 6), ("a.jpg", 7)):
+        scene, _ = render_scene(np.random.default_rng(seed), size=(320, 240))
+        assert cv2.imwrite(str(folder / name), scene)
+    (folder / "labels.csv").write_text("file,plate\n")
+    _garbage(folder / "c.jpg", 300)
+    r = run_module("models.reader", folder, "--json", "--device", "cpu", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["file"] for line in r.stdout.splitlines()] == [str(folder / "a.jpg"), str(folder / "b.png")]
+    assert r.stderr.strip() == f"{folder}: skipping 2 files that are not images: c.jpg, labels.csv"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_module("models.reader", empty, "--device", "cpu", tmp_path=tmp_path)
+    assert r.returncode == 2
+    assert _stderr_errors(r.stderr) == [f"error: folder has no images: {empty}"]
+
+
 # --- the evaluate CLI on broken datasets (fails before any model is loaded) ----------------------
 
 def _dataset(root: Path, labels: str | None, images=("a.jpg",)) -> Path:
