@@ -135,7 +135,9 @@ class VotingConfig:
     min_reads_to_finalize: int = 3  # reads before a plate may be finalized early
     min_agreeing: int = 2  # reads that must agree exactly with the leading text
     min_confidence: float = 0.6  # voted confidence needed to finalize early
-    min_final_confidence: float = 0.3  # below this a track's final vote is not a plate: no event
+    # below this a track's final vote is not a plate: no event. A text that fits no plate format
+    # needs min_agreeing and min_confidence even then.
+    min_final_confidence: float = 0.3
     max_reads_per_track: int = 12  # best reads kept per track (bounds memory)
     candidates: int = 3  # alternatives listed in each event
     dedupe_seconds: float = 10.0  # same plate, same camera, within this time: same vehicle, no new event

@@ -118,8 +118,7 @@ class PlateVoter:
         if len(track.reads) < cfg.min_reads_to_finalize:
             return None
         v = vote(track.reads, self.family_of, cfg.candidates)
-        agreeing = sum(r.text == v.text for r in track.reads)
-        if agreeing < cfg.min_agreeing or v.confidence < cfg.min_confidence or not self._publishable(v.text):
+        if not self._agreed(track, v) or not self._publishable(v.text):
             return None
         return self._settle(read.track_id, track, v)
 
@@ -133,7 +132,14 @@ class PlateVoter:
         if track is None:  # never had a usable read
             return None
         v = vote(track.reads, self.family_of, self.config.candidates)
-        if v.text == track.plate or not self._publishable(v.text) or v.confidence < self.config.min_final_confidence:
+        # A plate-shaped text may end a track on a lenient confidence (a car seen briefly still
+        # gets its event); one that fits no format (a vanity plate, or lettering that is no
+        # plate) needs the agreement early publication needs.
+        if self.family_of(v.text) is not None:
+            sure = v.confidence >= self.config.min_final_confidence
+        else:
+            sure = self._agreed(track, v)
+        if v.text == track.plate or not self._publishable(v.text) or not sure:
             return None
         if track.published:
             # the earlier plate was never there: a real vehicle with it must not be deduped
@@ -142,6 +148,10 @@ class PlateVoter:
             return self._decision(track_id, track, v, correction_of=track.plate)
         # never settled, or settled as a duplicate of a plate it turned out not to be
         return self._settle(track_id, track, v)
+
+    def _agreed(self, track: _Track, v: Vote) -> bool:
+        agreeing = sum(r.text == v.text for r in track.reads)
+        return agreeing >= self.config.min_agreeing and v.confidence >= self.config.min_confidence
 
     def _publishable(self, text: str) -> bool:
         return not self.config.require_format or self.family_of(text) is not None

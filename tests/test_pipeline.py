@@ -169,7 +169,7 @@ def test_sigterm_publishes_every_open_track_and_health_reports_each_camera(video
                    f"  - id: gate1\n    source: rtsp://admin:s3cret@127.0.0.1:{dead_port}/x\n"
                    f"capture:\n  stall_seconds: 2\n  max_backoff_seconds: 1\n"
                    # no early events: a track still open at the signal is published by the shutdown only
-                   f"voting:\n  min_agreeing: 99\n"
+                   f"voting:\n  min_reads_to_finalize: 99\n  max_reads_per_track: 99\n"
                    f"publisher:\n  endpoint: {endpoint}\n  replay_endpoint: tcp://127.0.0.1:*\n  health_seconds: 0.5\n"
                    f"journal:\n  path: {tmp_path / 'run.db'}\nlogging:\n  level: INFO\n")
     jsonl = tmp_path / "run.jsonl"

@@ -10,7 +10,7 @@ from config.schema import ConfigError, VotingConfig, parse_config
 from stream.vote import PlateVoter, vote
 
 # Never finalize early: for tests of what end_track decides on its own.
-NO_EARLY = VotingConfig(min_agreeing=99)
+NO_EARLY = VotingConfig(min_reads_to_finalize=99, max_reads_per_track=99)
 
 
 def read(text: str, p: float | list[float] = 0.9, *, track: int = 1, frame: int = 0,
@@ -210,3 +210,13 @@ def test_a_part_of_a_plate_just_seen_is_that_plate_partly_hidden():
     assert voter.end_track(2) is None
     feed(voter, ["12CDE"] * 3, track=3, t0=30.0)  # long after: a car of its own
     assert voter.end_track(3).plate == "12CDE"
+
+
+def test_a_text_fitting_no_format_needs_agreement_to_end_a_track_with_an_event():
+    voter = PlateVoter(NO_EARLY)
+    feed(voter, ["CO"], p=0.95)  # one confident read of lettering on a truck
+    assert voter.end_track(1) is None
+    feed(voter, ["AB12CDE"], p=0.95, track=2)  # one read, but plate-shaped: a car seen briefly
+    assert voter.end_track(2).plate == "AB12CDE"
+    feed(voter, ["HELLO7"] * 2, p=0.95, track=3)  # a vanity plate two reads agree on
+    assert voter.end_track(3).plate == "HELLO7"
