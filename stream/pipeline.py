@@ -18,6 +18,7 @@ one `health.<camera_id>` per camera and one `health.process` (layout: README, "H
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -131,8 +132,12 @@ class Pipeline:
         self.detector, self.recognizer = self.models.detector, self.models.recognizer
         self.trackers = {c.id: SortTracker(c.id, config.tracker.max_age, config.tracker.min_hits,
                                            config.tracker.iou_threshold) for c in config.cameras}
+        # Each still image is its own scene, seen once: the tracker cannot carry boxes into the
+        # next one, so every plate box of an image is a track of that image alone.
+        self._stills = {c.id: itertools.count(1) for c in config.cameras if is_stills(c.source)}  # track ids
         family_of = family_matcher(config.plate_formats)
-        self.voters = {c.id: PlateVoter(config.voting, family_of) for c in config.cameras}
+        self.voters = {c.id: PlateVoter(config.voting, family_of, seen_once=c.id in self._stills)
+                       for c in config.cameras}
         j, p = config.journal, config.publisher
         self.curve = Server(p.curve_secret_key, p.curve_client_keys) if p.curve_secret_key else None
         self.journal = Journal(j.path, j.retention_days) if j.enabled else None
@@ -147,8 +152,7 @@ class Pipeline:
         self.read_queue: queue.Queue[ReadJob | None] = queue.Queue(READ_QUEUE)
         self.track_state: dict[tuple[str, int], _TrackState] = {}
         self._skipped = {c.id: 0 for c in config.cameras}  # frames since the camera's last detection
-        # Each still image is its own scene: the tracker cannot carry boxes into the next one.
-        self._detect_every = {c.id: 1 if is_stills(c.source) else config.detector.detect_every for c in config.cameras}
+        self._detect_every = {c.id: 1 if c.id in self._stills else config.detector.detect_every for c in config.cameras}
         self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
         self.events = 0
@@ -240,9 +244,13 @@ class Pipeline:
         cam = frame.camera_id
         detections = [d for d in detections if _in_roi(d.box, self.roi[cam])]
         self.detections[cam] += len(detections)
-        tracker = self.trackers[cam]
         h, w = frame.image.shape[:2]
-        tracks = tracker.update(detections, frame.index, (w, h))
+        if cam in self._stills:
+            tracks = [Track(cam, next(self._stills[cam]), d.box, d.confidence, 1, frame.index, True) for d in detections]
+            ended = [t.track_id for t in tracks]  # read now, voted and ended with this image
+        else:
+            tracks = self.trackers[cam].update(detections, frame.index, (w, h))
+            ended = self.trackers[cam].pop_ended()
         to_read = []
         for t in tracks:
             x1, y1, x2, y2 = t.box
@@ -253,7 +261,7 @@ class Pipeline:
             # A plate sliding out from behind something (or into it) changes width from frame
             # to frame and reads as a confident part of itself: read it once its width holds.
             width, last_width, state.last_width = x2 - x1, state.last_width, x2 - x1
-            if last_width is None or abs(width - last_width) > STEADY * max(width, last_width):
+            if cam not in self._stills and (last_width is None or abs(width - last_width) > STEADY * max(width, last_width)):
                 continue
             c = crop_box(frame.image, t.box, self.config.ocr.crop_margin)
             q = crop_quality(c)
@@ -264,7 +272,6 @@ class Pipeline:
             state.queued += 1
             state.best_quality = max(state.best_quality, q)
             to_read.append((t, c))
-        ended = tracker.pop_ended()
         for tid in ended:
             self.track_state.pop((cam, tid), None)
         return ReadJob(frame, tracks, to_read, ended)

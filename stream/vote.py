@@ -93,9 +93,12 @@ class PlateVoter:
     a track that never got one, or a correction when later reads changed the plate.
     """
 
-    def __init__(self, config: VotingConfig | None = None, family_of: FamilyOf = match_family):
+    def __init__(self, config: VotingConfig | None = None, family_of: FamilyOf = match_family,
+                 seen_once: bool = False):
+        """`seen_once`: every track is one still image, so reads cannot be asked to agree."""
         self.config = config or VotingConfig()
         self.family_of = family_of
+        self.seen_once = seen_once
         self._tracks: dict[int, _Track] = {}
         self._seen: dict[str, float] = {}  # settled plate -> timestamp its vehicle was last seen
 
@@ -151,7 +154,7 @@ class PlateVoter:
 
     def _agreed(self, track: _Track, v: Vote) -> bool:
         agreeing = sum(r.text == v.text for r in track.reads)
-        return agreeing >= self.config.min_agreeing and v.confidence >= self.config.min_confidence
+        return (agreeing >= self.config.min_agreeing or self.seen_once) and v.confidence >= self.config.min_confidence
 
     def _publishable(self, text: str) -> bool:
         return not self.config.require_format or self.family_of(text) is not None

@@ -12,11 +12,13 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import zmq
 
 import run_stream
 from conftest import ROOT, offline_env, run_module
+from models.synth.scenes import render_scene
 from models.synth.video import render_video
 from stream.curve import Client
 
@@ -304,4 +306,27 @@ def test_odd_frames_in_a_folder_neither_stop_the_run_nor_lose_its_events(tmp_pat
     assert len([line for line in r.stderr.splitlines() if "f_corrupt.jpg" in line]) == 1
     done = json.loads(r.stderr.split("done: ")[1].splitlines()[0])
     assert done["frames"] == 7
-    assert [json.loads(line)["plate"] for line in jsonl.read_text().splitlines()]
+    # the same photo six times over: its two plates, once each
+    assert sorted(json.loads(line)["plate"] for line in jsonl.read_text().splitlines()) == ["9BRG91", "MWY9P85"]
+
+
+def test_each_still_image_is_a_scene_of_its_own(tmp_path):
+    """Unrelated photos in a folder: no plate box follows from the previous image, yet every
+    plate gets its event, read from the one image it is in."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), cv2.imread(str(ROOT / "samples" / "street.jpg")))  # MWY9P85, 9BRG91
+    truth = ["MWY9P85", "9BRG91"]
+    for name, seed in (("b.png", 4), ("c.png", 10)):  # one plate each, at another place in the frame
+        scene, plates = render_scene(np.random.default_rng(seed), size=(640, 480))
+        cv2.imwrite(str(folder / name), scene)
+        truth += [p.text for p in plates]
+    jsonl = tmp_path / "events.jsonl"
+    r = subprocess.run([sys.executable, "run_stream.py", "--source", str(folder), "--jsonl", str(jsonl), "--quiet",
+                        "--config", str(_config(tmp_path, "stills", "tcp://127.0.0.1:*"))], cwd=ROOT,
+                       env=offline_env(tmp_path / "net.log"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert sorted(e["plate"] for e in events) == sorted(truth) == sorted(["MWY9P85", "9BRG91", "K19EDB", "EL81254"])
+    assert [e["first_seen"]["frame"] for e in events] == sorted(e["first_seen"]["frame"] for e in events)
+    assert len({e["track_id"] for e in events}) == len(events)

@@ -220,3 +220,11 @@ def test_a_text_fitting_no_format_needs_agreement_to_end_a_track_with_an_event()
     assert voter.end_track(2).plate == "AB12CDE"
     feed(voter, ["HELLO7"] * 2, p=0.95, track=3)  # a vanity plate two reads agree on
     assert voter.end_track(3).plate == "HELLO7"
+
+
+def test_a_still_image_needs_no_agreement_it_cannot_have():
+    voter = PlateVoter(seen_once=True)
+    voter.add(read("HELLO7", 0.95))  # a vanity plate, in the one photo there is of it
+    assert voter.end_track(1).plate == "HELLO7"
+    voter.add(read("CO", 0.7, track=2))  # 0.7 ** 2 = 0.49: below min_confidence
+    assert voter.end_track(2) is None
