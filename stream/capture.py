@@ -33,6 +33,7 @@ LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 BACKOFF_START = 0.5  # s: the first pause before connecting again; doubles up to max_backoff_seconds
 POLL = 0.1  # s: how often a waiting capture looks at its stop event
 END_WAIT = 1.0  # s: after stop, the longest the end marker waits for room (the reader may have quit)
+MAX_BAD_FRAMES = 30  # undecodable frames in a row after which a video file is taken to have ended
 
 
 class SourceError(ValueError):
@@ -230,14 +231,28 @@ class Capture(threading.Thread):
         self.fps = fps or None
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.total = n if n > 0 else None
-        index = 0
+        index, bad = 0, 0
         try:
             while not self.stop_event.is_set():
                 start = time.perf_counter()
                 ok, img = cap.read()
                 self.decode_seconds += time.perf_counter() - start
                 if not ok or img is None:
-                    return
+                    # A damaged frame inside a file is skipped (its slot keeps the file clock):
+                    # the decoder picks up again at the next one. Past the last frame, or
+                    # after a run of failures (a file cut short), the file has ended.
+                    index, bad = index + 1, bad + 1
+                    if self.total is None or index >= self.total:
+                        return
+                    if bad > MAX_BAD_FRAMES:
+                        log.warning("camera %s: %s ends at frame %d of the %d its header lists (cut short?)",
+                                    self.camera_id, redact(self.source), index - bad, self.total)
+                        return
+                    continue
+                if bad:  # told once decoding resumed: a file whose header overstates its length is not damaged
+                    log.warning("camera %s: skipped %d undecodable frame(s) of %s from frame %d", self.camera_id,
+                                bad, redact(self.source), index - bad)
+                    bad = 0
                 # Replay uses the file's own clock so results do not depend on speed.
                 t = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
                 index += 1

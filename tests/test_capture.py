@@ -182,6 +182,32 @@ def test_an_unreadable_source_ends_with_an_error(tmp_path):
     assert capture.state == "failed" and capture.last_error == end.error
 
 
+def test_a_damaged_frame_mid_file_is_skipped_not_taken_for_the_end(tmp_path):
+    # The shipped sample with bytes flipped in its middle third: one frame there cannot be
+    # decoded at all (the others come out smeared), and decoding resumes after it.
+    data = bytearray((Path(__file__).parent.parent / "samples" / "traffic.mp4").read_bytes())
+    rng = np.random.default_rng(1)
+    for i in rng.integers(len(data) // 3, 2 * len(data) // 3, 400):
+        data[i] = rng.integers(0, 256)
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(path))
+    n, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    decoded = [cap.read()[0] for _ in range(n)]
+    cap.release()
+    bad = [i for i, ok in enumerate(decoded) if not ok]
+    assert bad and bad[-1] < n - 1, bad  # the file is what this test is about
+
+    q: queue.Queue = queue.Queue()
+    capture = Capture("cam0", str(path), q)
+    capture.start()
+    frames, end = drain(q)
+    capture.join(timeout=5)
+    assert len(frames) == end.frames == n - len(bad) and end.error is None
+    slots = [i for i, ok in enumerate(decoded) if ok]  # each frame keeps its place on the file's clock
+    assert [f.timestamp for f in frames] == pytest.approx([i / fps for i in slots])
+
+
 # --- live -------------------------------------------------------------------------------------------
 
 def test_live_drops_the_oldest_frames_when_behind(video, monkeypatch):
