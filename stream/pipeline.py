@@ -103,6 +103,26 @@ def _in_roi(box, roi) -> bool:
     return cv2.pointPolygonTest(roi, (cx, cy), False) >= 0
 
 
+def _check_video_path(path: Path) -> None:
+    """Fail before the run: OpenCV's writer says nothing when it cannot write, and writes nothing."""
+    probe = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (64, 48))
+    ok = probe.isOpened()
+    probe.release()
+    path.unlink(missing_ok=True)
+    if not ok:
+        raise ValueError(f"cannot write a video to {path} (give an .mp4 or .avi path in an existing folder)")
+
+
+def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """`img` scaled into a w x h frame, letterboxed: the writer drops frames of another size."""
+    s = min(w / img.shape[1], h / img.shape[0])
+    fw, fh = max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - fw) // 2, (h - fh) // 2
+    out[y:y + fh, x:x + fw] = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 class Pipeline:
     def __init__(self, config: Config, jsonl: Path | None = None, save_video: Path | None = None,
                  realtime: bool = False, on_event=None, models: Models | None = None, on_frame=None):
@@ -113,6 +133,8 @@ class Pipeline:
             raise ValueError("no cameras configured (give --source or a config with cameras)")
         for cam in config.cameras:
             check_source(cam.source)
+        if save_video is not None:
+            _check_video_path(Path(save_video))
         self.config = config
         self.stop_event = threading.Event()
         self.queues = {c.id: queue.Queue(FRAME_QUEUE) for c in config.cameras}
@@ -170,6 +192,7 @@ class Pipeline:
         self._started = self._health_at = time.monotonic()  # uptime; the last health messages
         self._health_counts: dict[str, tuple[int, int]] = {}  # camera -> (frames in, processed) then
         self._writer: cv2.VideoWriter | None = None
+        self._size = (0, 0)  # the saved video's frame width and height
         self.metrics = PipelineMetrics(self) if config.metrics.port else None
         if self.metrics:
             self.metrics.start(config.metrics.host, config.metrics.port)
@@ -378,6 +401,9 @@ class Pipeline:
             h, w = img.shape[:2]
             fps = next((c.fps for c in self.captures if c.camera_id == camera_id and c.fps), 15.0)
             self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            self._size = w, h
+        if img.shape[1::-1] != self._size:  # stills of another size
+            img = _fit(img, *self._size)
         self._writer.write(img)
 
     # --- health ---------------------------------------------------------------------------

@@ -149,6 +149,17 @@ def test_bad_source_is_one_line_error(tmp_path):
     assert r.stderr.strip().splitlines() == [f"error: source not found: {tmp_path / 'missing.mp4'}"]
 
 
+def test_a_video_path_that_cannot_be_written_is_refused_before_the_run(tmp_path):
+    for path in (tmp_path / "no-such-folder" / "out.mp4", tmp_path / "out.unknown-format"):
+        r = subprocess.run([sys.executable, "run_stream.py", "--source", str(ROOT / "samples" / "street.jpg"),
+                            "--save-video", str(path)], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.strip().splitlines() == [
+            f"error: cannot write a video to {path} (give an .mp4 or .avi path in an existing folder)"]
+        assert not path.exists()
+
+
 # --- health messages and shutdown -----------------------------------------------------------------
 
 HEALTH_CAMERA_KEYS = {"type", "schema_version", "time", "camera_id", "state", "is_streaming", "fps_in",
@@ -298,14 +309,19 @@ def test_odd_frames_in_a_folder_neither_stop_the_run_nor_lose_its_events(tmp_pat
     (folder / "f_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     cv2.imwrite(str(folder / "g_8k.png"), cv2.resize(street, (7680, 4320)))
     cv2.imwrite(str(folder / "h_street.png"), street)
-    jsonl = tmp_path / "events.jsonl"
+    jsonl, annotated = tmp_path / "events.jsonl", tmp_path / "annotated.avi"
     r = subprocess.run([sys.executable, "run_stream.py", "--source", str(folder), "--jsonl", str(jsonl), "--quiet",
+                        "--save-video", str(annotated),
                         "--config", str(_config(tmp_path, "odd", "tcp://127.0.0.1:*", level="INFO"))], cwd=ROOT, env=offline_env(tmp_path / "net.log"),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert len([line for line in r.stderr.splitlines() if "f_corrupt.jpg" in line]) == 1
     done = json.loads(r.stderr.split("done: ")[1].splitlines()[0])
     assert done["frames"] == 7
+    saved = cv2.VideoCapture(str(annotated))  # frames of every size, fitted to the first one's
+    assert int(saved.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
+    assert (saved.get(cv2.CAP_PROP_FRAME_WIDTH), saved.get(cv2.CAP_PROP_FRAME_HEIGHT)) == street.shape[1::-1]
+    saved.release()
     # the same photo six times over: its two plates, once each
     assert sorted(json.loads(line)["plate"] for line in jsonl.read_text().splitlines()) == ["9BRG91", "MWY9P85"]
 
