@@ -189,3 +189,19 @@ def test_a_plate_that_drove_out_does_not_take_over_the_next_one_entering():
     for f in range(13, 20):
         ids |= {t.track_id for t in tr.update([det(610 - 40 * (f - 13), 205)], f, size)}
     assert ids == {2}
+
+
+def test_a_coasting_track_does_not_take_over_a_vehicle_passing_in_the_next_lane():
+    """Plate 1 drives right at y=100 and stops being detected; plate 2 drives left in the
+    lane below, its first detection about one box diagonal from where track 1 is predicted,
+    with no overlap. Track 1's velocity is known, so only overlap may match it: plate 2 is a
+    track of its own (else its reads would go to a vehicle already read)."""
+    tr = SortTracker("cam", max_age=15)
+    w, h = 120, 40
+    for f in range(8):
+        tr.update([det(100 + 30 * f, 100, w, h)], f)
+    tr.update([], 8)
+    ids = set()
+    for f in range(9, 14):
+        ids |= {t.track_id for t in tr.update([det(440 - 30 * (f - 9), 190, w, h)], f) if t.matched}
+    assert ids == {2}

@@ -2,10 +2,12 @@
 
 After Bewley et al., "Simple Online and Realtime Tracking" (sort.py), with changes for plates:
 
-- A pair whose IoU is below the threshold may still match when the centres are close
-  (`GATE_DIAGONALS`): plates are small and, at low fps, move about their own width per
-  frame, so a fresh track (velocity not yet known) often has no overlap with its next
-  detection at all.
+- A fresh track (one detection, velocity not yet known) may match a detection whose IoU
+  is below the threshold when the centres are close (`GATE_DIAGONALS`): plates are small
+  and, at low fps, move about their own width per frame, so its next detection often does
+  not overlap it at all. A track whose velocity is known needs the overlap: coasting past
+  the vehicle it followed, it would otherwise take over the next vehicle coming by,
+  already read as the one before.
 - Confirmed tracks are reported while they coast (matched False), so the pipeline can keep
   a plate's box through a missed detection, and tracks that age out are handed back
   (`pop_ended`) so their reads can be finalized.
@@ -50,11 +52,12 @@ def _z_to_box(z: np.ndarray) -> Box:
     return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
-def _match_scores(tracks: np.ndarray, dets: np.ndarray, iou_threshold: float) -> np.ndarray:
+def _match_scores(tracks: np.ndarray, dets: np.ndarray, iou_threshold: float, fresh: np.ndarray) -> np.ndarray:
     """(N, 4) predicted and (M, 4) detected boxes (x1 <= x2, y1 <= y2) -> (N, M) scores, 0 where the pair may not match.
 
-    Pairs at or above `iou_threshold` score their IoU; below it, pairs inside the centre gate
-    score in (0, iou_threshold], closer is higher, so any overlap-based match outranks them.
+    Pairs at or above `iou_threshold` score their IoU; below it, pairs of a `fresh` track
+    (N booleans) inside the centre gate score in (0, iou_threshold], closer is higher, so any
+    overlap-based match outranks them.
     """
     sizes_t = tracks[:, 2:] - tracks[:, :2]
     sizes_d = dets[:, 2:] - dets[:, :2]
@@ -64,7 +67,7 @@ def _match_scores(tracks: np.ndarray, dets: np.ndarray, iou_threshold: float) ->
     dist = np.linalg.norm((tracks[:, None, :2] + tracks[:, None, 2:]) / 2
                           - (dets[None, :, :2] + dets[None, :, 2:]) / 2, axis=2)
     gate = GATE_DIAGONALS * np.hypot(*np.clip(sizes_d, _MIN_SIDE, None).T)
-    near = iou_threshold * np.clip(1 - dist / gate[None, :], 0, None)
+    near = iou_threshold * np.clip(1 - dist / gate[None, :], 0, None) * fresh[:, None]
     return np.where(iou >= iou_threshold, iou, near)
 
 
@@ -137,7 +140,8 @@ class SortTracker:
         matched: set[int] = set()
         if self._tracks and detections:
             scores = _match_scores(np.array([t.box for t in self._tracks]),
-                                   np.array([_ordered(d.box) for d in detections]), self.iou_threshold)
+                                   np.array([_ordered(d.box) for d in detections]), self.iou_threshold,
+                                   np.array([t.hits == 1 for t in self._tracks]))
             for ti, di in zip(*linear_sum_assignment(scores, maximize=True)):
                 if scores[ti, di] > 0:
                     self._tracks[ti].update(detections[di])
