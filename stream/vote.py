@@ -19,11 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from config.schema import VotingConfig
-from models.formats import match_family
+from models.formats import LOOKALIKES, match_family
 from stream.messages import Candidate, PlateDecision, PlateRead
 
 
 FamilyOf = Callable[[str], "str | None"]  # plate text -> region family, None when no format fits
+_AS_DIGITS = str.maketrans(dict(LOOKALIKES))  # each look-alike letter as its digit
+
+
+def _part_of(text: str, plate: str) -> bool:
+    """Whether `text` is `plate`, or a part of it as a partly hidden plate reads: where the
+    plate is cut, letters and their digit look-alikes get mixed up. Whole texts must match
+    exactly: two plates one look-alike apart are two vehicles."""
+    if len(text) >= len(plate):
+        return text == plate
+    return text.translate(_AS_DIGITS) in plate.translate(_AS_DIGITS)
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,7 @@ class PlateVoter:
         self._seen = {p: t for p, t in self._seen.items() if horizon - t <= self.config.dedupe_seconds}
 
         # A text that is part of a plate seen a moment ago is that plate, partly hidden.
-        last = max((t for p, t in self._seen.items() if v.text in p), default=None)
+        last = max((t for p, t in self._seen.items() if _part_of(v.text, p)), default=None)
         # measured from the track's start: the vehicle re-found, however long reading took
         duplicate = last is not None and track.first_seen[0] - last <= self.config.dedupe_seconds
         self._saw(v.text, track.last_seen[0])

@@ -228,3 +228,13 @@ def test_a_still_image_needs_no_agreement_it_cannot_have():
     assert voter.end_track(1).plate == "HELLO7"
     voter.add(read("CO", 0.7, track=2))  # 0.7 ** 2 = 0.49: below min_confidence
     assert voter.end_track(2) is None
+
+
+def test_a_part_misread_at_the_cut_is_still_that_plate_but_a_whole_look_alike_is_another():
+    voter = PlateVoter(NO_EARLY)
+    feed(voter, ["AB12CDE"] * 3)
+    assert voter.end_track(1).plate == "AB12CDE"
+    feed(voter, ["812CDE"] * 3, track=2, t0=1.0)  # half hidden, its B read as 8 where it is cut
+    assert voter.end_track(2) is None
+    feed(voter, ["A812CDE"] * 3, track=3, t0=2.0)  # a whole plate: another car
+    assert voter.end_track(3).plate == "A812CDE"
