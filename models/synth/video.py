@@ -1,10 +1,14 @@
 """Generated traffic video with known plates: the pipeline's test input and demo sample.
 
-    python -m models.synth.video OUT.mp4 [--seed S] [--cars N] [--seconds T] [--fps F]
+    python -m models.synth.video OUT.mp4 [--seed S] [--cars N] [--seconds T] [--fps F] [--size WxH]
+                                 [--truth DIR/truth.json]
 
 Cars drive across a static street in two lanes, in both directions, so their paths
 cross; a pole in the foreground hides each car for a few frames. The cars' plates and
 the frames where each is visible are returned (and printed as JSON by the command).
+With `--truth` the clip is also entered in a `truth.json` that `python -m stream.evaluate
+DIR` scores (OUT.mp4 in DIR), listing the cars whose whole plate is in view for at least
+LEGIBLE_SECONDS.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ import numpy as np
 
 from models.synth.plates import render_plate
 from models.synth.scenes import draw_car, paste_warped, street_background
+
+
+LEGIBLE_SECONDS = 0.6  # from the first to the last frame with the whole plate in view
 
 
 @dataclass
@@ -80,9 +87,25 @@ def main() -> None:
     ap.add_argument("--cars", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--fps", type=float, default=15.0)
+    ap.add_argument("--size", type=_size, default=(960, 540), help="WIDTHxHEIGHT (default 960x540)")
+    ap.add_argument("--truth", type=Path, help="enter the clip in this truth.json (stream.evaluate's layout)")
     args = ap.parse_args()
-    truth = render_video(args.out, args.seed, args.cars, args.seconds, args.fps)
+    truth = render_video(args.out, args.seed, args.cars, args.seconds, args.fps, args.size)
     print(json.dumps([asdict(c) for c in truth]))
+    if args.truth:
+        clips = [c for c in json.loads(args.truth.read_text()) if c["clip"] != args.out.name] if args.truth.exists() else []
+        plates = [c.plate for c in truth if c.last_frame - c.first_frame >= LEGIBLE_SECONDS * args.fps]
+        args.truth.write_text(json.dumps(clips + [{"clip": args.out.name, "plates": plates}], indent=1))
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 960x540, got {text!r}") from None
+    if w < 64 or h < 64:
+        raise argparse.ArgumentTypeError(f"frame size {text} is too small (at least 64x64)")
+    return w, h
 
 
 if __name__ == "__main__":
