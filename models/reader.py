@@ -68,9 +68,9 @@ def image_paths(paths: list[Path]) -> list[Path]:
         images = [p for p in files if cv2.haveImageReader(str(p))]
         if not images:
             raise ModelError(f"folder has no images: {path}")
-        if len(images) < len(files):
-            print(f"{path}: skipping {len(files) - len(images)} files that are not images: "
-                  f"{', '.join(p.name for p in files if p not in images)}", file=sys.stderr)
+        if others := sorted(set(files) - set(images)):
+            print(f"{path}: skipping {len(others)} files that are not images: {', '.join(p.name for p in others)}",
+                  file=sys.stderr)
         out += images
     return out
 

@@ -269,7 +269,8 @@ class Pipeline:
         self.detections[cam] += len(detections)
         h, w = frame.image.shape[:2]
         if cam in self._stills:
-            tracks = [Track(cam, next(self._stills[cam]), d.box, d.confidence, 1, frame.index, True) for d in detections]
+            tracks = [Track(cam, next(self._stills[cam]), d.box, d.confidence, 1, frame.index, True)
+                      for d in detections]
             ended = [t.track_id for t in tracks]  # read now, voted and ended with this image
         else:
             tracks = self.trackers[cam].update(detections, frame.index, (w, h))
@@ -284,7 +285,8 @@ class Pipeline:
             # A plate sliding out from behind something (or into it) changes width from frame
             # to frame and reads as a confident part of itself: read it once its width holds.
             width, last_width, state.last_width = x2 - x1, state.last_width, x2 - x1
-            if cam not in self._stills and (last_width is None or abs(width - last_width) > STEADY * max(width, last_width)):
+            steady = last_width is not None and abs(width - last_width) <= STEADY * max(width, last_width)
+            if not steady and cam not in self._stills:  # a still image has no next frame to wait for
                 continue
             c = crop_box(frame.image, t.box, self.config.ocr.crop_margin)
             q = crop_quality(c)
