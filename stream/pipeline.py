@@ -58,6 +58,7 @@ STEADY = 0.12  # a box is read only when its width changed less than this share 
 SINK_CLOSE_S = 5.0  # at shutdown, how long each sink may still deliver what it has queued
 LATENCY_WINDOW = 10_000  # latencies kept for the p50/p95 figures: the latest events'
 IDLE_POLL = 0.2  # s: how often an idle read thread looks whether health messages are due
+VIDEO_CODEC = "mp4v"  # --save-video; the path check before the run probes this same codec
 
 
 @dataclass
@@ -105,7 +106,7 @@ def _in_roi(box, roi) -> bool:
 
 def _check_video_path(path: Path) -> None:
     """Fail before the run: OpenCV's writer says nothing when it cannot write, and writes nothing."""
-    probe = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (64, 48))
+    probe = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_CODEC), 15.0, (64, 48))
     ok = probe.isOpened()
     probe.release()
     path.unlink(missing_ok=True)
@@ -402,7 +403,7 @@ class Pipeline:
         if self._writer is None:
             h, w = img.shape[:2]
             fps = next((c.fps for c in self.captures if c.camera_id == camera_id and c.fps), 15.0)
-            self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*VIDEO_CODEC), fps, (w, h))
             self._size = w, h
         if img.shape[1::-1] != self._size:  # stills of another size
             img = _fit(img, *self._size)
