@@ -86,9 +86,9 @@ class CaptureConfig:
 @dataclass
 class DetectorConfig:
     # auto: the shipped ONNX export on CPU, a TensorRT engine (else PyTorch fp16) on CUDA;
-    # or a file: .pt (PyTorch), .onnx (ONNX Runtime, exported at imgsz), .engine (TensorRT)
+    # or a file: .pt (PyTorch), .onnx (ONNX Runtime), .engine (TensorRT)
     weights: str = "auto"
-    imgsz: int = IMGSZ  # network input size (pixels, multiple of 32); the ONNX export is fixed at this size
+    imgsz: int = IMGSZ  # network input size (pixels, multiple of 32)
     conf: float = MIN_CONFIDENCE  # minimum detection confidence
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     half: bool = True  # fp16 on CUDA (ignored on CPU)
@@ -96,6 +96,10 @@ class DetectorConfig:
     # tracker carries the boxes in between); every frame while one is unread. 1: every frame.
     # Image files and folders are always detected on every image.
     detect_every: int = 3
+    # A second, cheaper pass on each detected frame shrunk to a quarter, for plates wider than
+    # a third of the frame, which the first pass boxes only in part (gate close-ups). Off: about
+    # 15 ms less per detected frame on CPU, for cameras that never see a plate that close.
+    zoom_out: bool = True
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(self.imgsz >= 32 and self.imgsz % 32 == 0, f"{path}imgsz", f"must be a multiple of 32, got {self.imgsz}")

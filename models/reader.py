@@ -99,9 +99,11 @@ def crop(img: np.ndarray, box: tuple[float, float, float, float], margin: float 
 class PlateReader:
     def __init__(self, detector_weights: Path | str = "auto", ocr_weights: Path | str = OCR_DIR / f"{NETWORK}.pth",
                  device: str = "auto", min_confidence: float = 0.5, detection_confidence: float = MIN_CONFIDENCE,
-                 imgsz: int = IMGSZ, detect: bool = True, half: bool = True):
-        """`detect=False` loads the recognizer only, for `read_crops`; `half`: fp16 detector on CUDA."""
-        self.detector = PlateDetector(detector_weights, device=device, half=half, imgsz=imgsz) if detect else None
+                 imgsz: int = IMGSZ, detect: bool = True, half: bool = True, zoom_out: bool = True):
+        """`detect=False` loads the recognizer only, for `read_crops`; `half`: fp16 detector on CUDA;
+        `zoom_out`: the detector's pass for close-ups (`models.detector`)."""
+        self.detector = PlateDetector(detector_weights, device=device, half=half, imgsz=imgsz,
+                                      zoom_out=zoom_out) if detect else None
         self.recognizer = PlateRecognizer(ocr_weights, device=device)
         self.min_confidence = min_confidence
         self.detection_confidence = detection_confidence

@@ -11,7 +11,7 @@
    on from `--weights`, checkpointing every epoch in `runs/detect/plates/` (`--resume`
    continues an interrupted run).
 3. Copies the best weights to `models/detector/plate_yolov8n.pt` and exports ONNX beside it
-   at the inference size `models.detector.IMGSZ`.
+   with a dynamic input size (the detector's two passes run at two sizes).
 """
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def main() -> None:
     DETECTOR_DIR.mkdir(exist_ok=True)
     shutil.copy(best, DETECTOR_DIR / "plate_yolov8n.pt")
     onnx = YOLO(str(DETECTOR_DIR / "plate_yolov8n.pt")).export(format="onnx", imgsz=IMGSZ, simplify=True,
-                                                                  dynamic=False)
+                                                                  dynamic=True)
     print(f"weights: {DETECTOR_DIR / 'plate_yolov8n.pt'}, onnx: {onnx}")
 
 

@@ -354,7 +354,8 @@ def create_app(config: Config) -> FastAPI:
     PublishError: one-line reasons it cannot start."""
     d, o, api = config.detector, config.ocr, config.api
     reader = PlateReader(d.weights, o.weights, device=d.device, min_confidence=api.min_confidence,
-                         detection_confidence=d.conf, imgsz=d.imgsz, half=d.half)
+                         detection_confidence=d.conf, imgsz=d.imgsz, half=d.half,
+                         zoom_out=d.zoom_out)
     reader.recognizer.formats = from_regexes(config.plate_formats)  # decode as the Pipeline does
     reader.detector, reader.recognizer = _OneAtATime(reader.detector), _OneAtATime(reader.recognizer)
     models = Models(reader.detector, reader.recognizer)

@@ -150,7 +150,7 @@ class Pipeline:
                        for c in config.cameras}
         d, o = config.detector, config.ocr
         self.models = models or Models(
-            PlateDetector(d.weights, device=d.device, half=d.half, imgsz=d.imgsz),
+            PlateDetector(d.weights, device=d.device, half=d.half, imgsz=d.imgsz, zoom_out=d.zoom_out),
             PlateRecognizer(o.weights, device=d.device, formats=from_regexes(config.plate_formats)))
         self.detector, self.recognizer = self.models.detector, self.models.recognizer
         self.trackers = {c.id: SortTracker(c.id, config.tracker.max_age, config.tracker.min_hits,

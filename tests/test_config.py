@@ -98,6 +98,7 @@ detector:
   device: cuda:1
   half: false
   detect_every: 2
+  zoom_out: false
 tracker:
   max_age: 30
   min_hits: 3
@@ -180,7 +181,7 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert isinstance(c.cameras[0].max_fps, float)
     assert c.capture == CaptureConfig(4.0, 60.0)
     assert all(isinstance(v, float) for v in (c.capture.stall_seconds, c.capture.max_backoff_seconds))
-    assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False, 2)
+    assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False, 2, False)
     assert c.tracker == TrackerConfig(30, 3, 0.3)
     assert c.ocr == OcrConfig("models/ocr/other.pth", 0.1, 0.1, 8)
     assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)

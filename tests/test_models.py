@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 from conftest import HELDOUT_FONT, offline_env
-from models.detector import DEFAULT_WEIGHTS, ONNX_WEIGHTS, PlateDetector, resolve_weights
+from models.detector import DEFAULT_WEIGHTS, ONNX_WEIGHTS, Detection, PlateDetector, _zoom_plate, resolve_weights
 from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS
 from models.reader import PlateReader
 from models.recognizer import CHARSET, TextRead, decode
 from models.synth.camera import warp
 from models.synth.plates import render_plate
-from models.synth.scenes import render_scene
+from models.synth.scenes import paste_warped, render_scene, street_background
 
 # Accuracy floors, set below what the shipped weights measured (0.95, 0.75, 0.77) to absorb noise.
 MIN_EXACT_HELDOUT = 0.85  # reported text == truth, held-out font, mild camera, ~60 plates
@@ -104,7 +104,7 @@ def test_shipped_weights_load_offline(reader, no_network):
 
 def test_auto_weights_pick_the_fastest_shipped_runtime(reader, monkeypatch):
     assert reader.detector.weights == ONNX_WEIGHTS  # the reader fixture runs on CPU
-    assert resolve_weights("auto", "cpu", imgsz=640) == DEFAULT_WEIGHTS  # the ONNX export is fixed at IMGSZ
+    assert resolve_weights("auto", "cpu", imgsz=640) == ONNX_WEIGHTS  # the export takes any input size
     assert resolve_weights("elsewhere/mine.onnx", "cpu") == Path("elsewhere/mine.onnx")
     # CUDA without TensorRT, or in fp32: PyTorch; decided without a GPU
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorrt" else object())
@@ -184,6 +184,34 @@ def test_detector_recall_on_heldout_scenes(reader):
     assert total >= N_SCENES  # the seed gives enough plates for the figure to mean something
     recall = found / total
     assert recall >= MIN_SCENE_RECALL, f"recall {recall:.2f} ({found}/{total}) < {MIN_SCENE_RECALL}"
+
+
+def test_zoom_out_pass_boxes_a_plate_filling_most_of_the_frame(reader):
+    """A gate camera's close-up: plates 75-90 % of the frame's width, larger than the detector
+    learnt; the first pass alone boxes them in part or not at all."""
+    rng, plates = heldout_plates(SCENE_SEED, 6)
+    frames, boxes = [], []
+    for p in plates:
+        img = street_background(rng, 480, 640)
+        h, w = p.image.shape[:2]
+        pw = rng.uniform(0.75, 0.9) * 640
+        ph = pw * h / w
+        x, y = rng.uniform(0, 640 - pw), rng.uniform(0.2, 0.5) * (480 - ph)
+        paste_warped(img, p.image, np.array([[x, y], [x + pw, y], [x + pw, y + ph], [x, y + ph]], np.float32))
+        frames.append(img)
+        boxes.append((x, y, x + pw, y + ph))
+    found = [max((iou(b, d.box) for d in ds), default=0) for b, ds in zip(boxes, reader.detector.detect(frames))]
+    assert sum(f > 0.7 for f in found) >= 5, f"IoU of the best box per plate: {[round(f, 2) for f in found]}"
+
+
+def test_zoom_out_boxes_that_are_not_plates_are_dropped():
+    w, h = 640, 480
+    assert _zoom_plate((40, 100, 600, 260), [], w, h)  # a large plate the first pass missed
+    assert _zoom_plate((40, 100, 600, 260), [Detection((200, 110, 460, 250), 0.5)], w, h)  # found in part
+    assert not _zoom_plate((100, 100, 300, 160), [], w, h)  # not large: the first pass's own size
+    assert not _zoom_plate((0, 0, 640, 200), [], w, h)  # the frame's outline against the grey around it
+    # a first-pass plate much narrower than the box around it: the box is the vehicle
+    assert not _zoom_plate((40, 60, 600, 400), [Detection((260, 250, 380, 290), 0.6)], w, h)
 
 
 # --- (c) confidence threshold and format-aware decoding (hand-made CTC outputs) -----------------
