@@ -29,12 +29,13 @@ DEFAULT_WEIGHTS = DETECTOR_DIR / "plate_yolov8n.pt"
 ONNX_WEIGHTS = DEFAULT_WEIGHTS.with_suffix(".onnx")  # dynamic input size: one file serves both passes
 IMGSZ = 512  # inference size: best validation mAP of 384 (training size), 512 and 640
 # The zoom-out pass. The detector learnt plates up to about half its input's width and boxes a
-# larger one (a gate camera's close-up) only in part. A second pass sees the frame shrunk into
-# half of a ZOOM_IMGSZ square, grey around it, where such a plate is of a familiar size; its
-# boxes wider than ZOOM_MIN_WIDTH of the frame's longer side replace what the first pass found
-# under them. On generated close-ups (real validation frames cut so that a plate is 60-600 px
-# wide in 640x480) plates boxed at IoU > 0.5: 73.5 % -> 89.7 %, those over 400 px 16 -> 53 of
-# 54; the real validation frames' figures are unchanged. About 13 ms more per frame on CPU.
+# larger one (a gate camera's close-up) only in part. A second pass sees the frame shrunk to
+# ZOOM_FILL of a ZOOM_IMGSZ square (112 px), grey around it, where such a plate is of a familiar
+# size; its boxes wider than ZOOM_MIN_WIDTH of the frame's longer side replace what the first
+# pass found under them (`_zoom_plate` says which it keeps). Sizes chosen on generated close-ups
+# (real validation frames cut so that a plate is 60-600 px wide in 640x480): plates boxed at
+# IoU > 0.5 73.5 % -> 89.4 %, those over 400 px 16 -> 52 of 54; the real validation frames'
+# figures are unchanged. 6-11 ms more per detected frame on CPU.
 ZOOM_IMGSZ = 160
 ZOOM_FILL = 0.7
 ZOOM_MIN_WIDTH = 1 / 3
@@ -146,26 +147,32 @@ class PlateDetector:
     def detect(self, images: list[np.ndarray], conf: float = MIN_CONFIDENCE) -> list[list[Detection]]:
         """BGR images -> plate detections per image."""
         out: list[list[Detection]] = []
-        for i in range(0, len(images), MAX_BATCH):
-            chunk = images[i:i + MAX_BATCH]
-            found = self._predict(chunk, self.imgsz, 1.0, conf)
+        step = MAX_BATCH // 2 if self.zoom_out and self.gpu_letterbox else MAX_BATCH
+        for i in range(0, len(images), step):
+            chunk, n = images[i:i + step], len(images[i:i + step])
             if not self.zoom_out:
-                out += found
+                out += self._predict(chunk, self.imgsz, [1.0] * n, conf)
                 continue
-            for img, dets, zoomed in zip(chunk, found, self._predict(chunk, self.zoom_imgsz, ZOOM_FILL, conf)):
-                large = [z for z in zoomed if _zoom_plate(z.box, dets, img.shape[1], img.shape[0])]
+            if self.gpu_letterbox:  # one network call for both passes: on a GPU a call costs more than its pixels
+                both = self._predict(chunk * 2, self.imgsz, [1.0] * n + [ZOOM_IMGSZ * ZOOM_FILL / self.imgsz] * n, conf)
+                found, zoomed = both[:n], both[n:]
+            else:
+                found = self._predict(chunk, self.imgsz, [1.0] * n, conf)
+                zoomed = self._predict(chunk, self.zoom_imgsz, [ZOOM_FILL] * n, conf)
+            for img, dets, zdets in zip(chunk, found, zoomed):
+                large = [z for z in zdets if _zoom_plate(z.box, dets, img.shape[1], img.shape[0])]
                 out.append([d for d in dets if not any(_mostly_inside(d.box, z.box) for z in large)] + large)
         return out
 
-    def _predict(self, images: list[np.ndarray], size: int, fill: float, conf: float) -> list[list[Detection]]:
-        """The network at input `size` on the images, each shrunk to `fill` of it (1: as large
-        as fits); boxes in the images' own pixels."""
+    def _predict(self, images: list[np.ndarray], size: int, fills: list[float], conf: float) -> list[list[Detection]]:
+        """The network at input `size` on the images, each shrunk to its `fills` share of it
+        (1: as large as fits); boxes in the images' own pixels."""
         if self.gpu_letterbox:
-            batch, places = self._letterboxed(images, size, fill)
-        elif fill == 1.0:  # ultralytics fits the image to `size` itself
+            batch, places = self._letterboxed(images, size, fills)
+        elif fills[0] == 1.0:  # ultralytics fits the image to `size` itself
             batch, places = images, [(1.0, 0, 0, img.shape[1], img.shape[0]) for img in images]
         else:
-            batch, places = map(list, zip(*(_shrunk(img, size, fill) for img in images)))
+            batch, places = map(list, zip(*(_shrunk(img, size, fill) for img, fill in zip(images, fills))))
         # rect=False: square inputs as the fixed-size export had them (its validated figures; a
         # 16:9 frame padded to the minimum gave 4 fewer of 131 real validation plates).
         results = self.model.predict(batch, device=self.device, quantize=self.quantize, imgsz=size,
@@ -175,25 +182,27 @@ class PlateDetector:
                            float(b[4])) for b in r.boxes.data.tolist()]
                 for r, (scale, left, top, w, h) in zip(results, places)]
 
-    def _letterboxed(self, images: list[np.ndarray], size: int, fill: float):
-        """The batch as the network takes it (RGB, 0-1, `size` square, each image shrunk to
-        `fill` of it and padded with grey 114 as ultralytics pads), made on the device, with
-        each image's (scale, left, top, w, h) to map boxes back."""
+    def _letterboxed(self, images: list[np.ndarray], size: int, fills: list[float]):
+        """The batch as the network takes it (RGB, 0-1, `size` square, each image shrunk to its
+        `fills` share of it and padded with grey 114 as ultralytics pads), made on the device,
+        with each image's (scale, left, top, w, h) to map boxes back."""
         import torch
         import torch.nn.functional as F
 
         batch = torch.full((len(images), 3, size, size), 114 / 255, device=self.device)
         places = []
-        for i, img in enumerate(images):
+        for i, (img, fill) in enumerate(zip(images, fills)):
             h, w = img.shape[:2]
             scale = min(size / h, size / w) * fill
             nh, nw = round(h * scale), round(w * scale)
             top, left = round((size - nh) / 2 - 0.1), round((size - nw) / 2 - 0.1)
             rgb = torch.from_numpy(np.ascontiguousarray(img)).to(self.device).permute(2, 0, 1).flip(0)
             # antialias where shrunk (the zoom-out pass), as `_shrunk`'s INTER_AREA; ultralytics' own
-            # letterbox resizes bilinearly without it
-            batch[i, :, top:top + nh, left:left + nw] = F.interpolate(rgb[None].float() / 255, (nh, nw), mode="bilinear",
-                                                                      align_corners=False, antialias=fill < 1)[0]
+            # letterbox resizes bilinearly without it. Clamped: its float error can pass 1.0, and
+            # ultralytics takes a batch with any value over 1 for 0-255 and divides it all by 255.
+            batch[i, :, top:top + nh, left:left + nw] = F.interpolate(
+                rgb[None].float() / 255, (nh, nw), mode="bilinear", align_corners=False,
+                antialias=fill < 1)[0].clamp_(0, 1)
             places.append((scale, left, top, w, h))
         return batch, places
 
