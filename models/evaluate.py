@@ -1,6 +1,7 @@
 """Score the shipped models on a labelled dataset.
 
     python -m models.evaluate DATASET_DIR [--predictions OUT.jsonl] [--min-confidence 0.5] [--device auto]
+                              [--no-zoom-out]
 
 DATASET_DIR holds `images/` and `labels.csv` in one of two layouts:
   stills: file,x1,y1,x2,y2,plate   (one row per plate, pixel corners)
@@ -137,14 +138,14 @@ class Score:
 
 def evaluate(root: Path, predictions: Path | None, min_confidence: float, device: str,
              detection_confidence: float = MIN_CONFIDENCE, detector_weights: Path | str = "auto",
-             ocr_weights: Path | None = None) -> dict:
-    """`ocr_weights` None: the shipped recognizer."""
+             ocr_weights: Path | None = None, zoom_out: bool = True) -> dict:
+    """`ocr_weights` None: the shipped recognizer; `zoom_out`: the detector's pass for close-ups."""
     from models.reader import PlateReader, load_image
 
     ds = load_dataset(root)
     ocr = {"ocr_weights": ocr_weights} if ocr_weights else {}
     reader = PlateReader(detector_weights, **ocr, device=device, min_confidence=min_confidence,
-                         detection_confidence=detection_confidence, detect=ds.kind == "stills")
+                         detection_confidence=detection_confidence, detect=ds.kind == "stills", zoom_out=zoom_out)
     score = Score()
     try:
         out = predictions.open("w") if predictions else None
@@ -194,10 +195,12 @@ def main() -> int:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--detector-weights", default="auto", help="a .pt/.onnx file to score instead of the shipped one")
     ap.add_argument("--ocr-weights", type=Path, help="an OCR .pth to score instead of the shipped one")
+    ap.add_argument("--no-zoom-out", dest="zoom_out", action="store_false",
+                    help="without the detector's zoom-out pass (for close-ups; models/detector.py)")
     args = ap.parse_args()
     try:
         r = evaluate(args.dataset, args.predictions, args.min_confidence, args.device, args.detection_confidence,
-                     args.detector_weights, args.ocr_weights)
+                     args.detector_weights, args.ocr_weights, args.zoom_out)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

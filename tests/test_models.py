@@ -25,7 +25,7 @@ from models.reader import PlateReader
 from models.recognizer import CHARSET, TextRead, decode
 from models.synth.camera import warp
 from models.synth.plates import render_plate
-from models.synth.scenes import paste_warped, render_scene, street_background
+from models.synth.scenes import render_closeup, render_scene
 
 # Accuracy floors, set below what the shipped weights measured (0.95, 0.75, 0.77) to absorb noise.
 MIN_EXACT_HELDOUT = 0.85  # reported text == truth, held-out font, mild camera, ~60 plates
@@ -127,11 +127,10 @@ def test_letterboxing_on_the_device_finds_what_ultralytics_finds():
     for img, e, g in zip(images, expected, got):
         assert len(e) == len(g)
         for a, b in zip(sorted(e, key=lambda d: d.box), sorted(g, key=lambda d: d.box)):
-            assert abs(a.confidence - b.confidence) < 0.05
             if a.box[2] - a.box[0] > max(img.shape[:2]) / 3:  # zoom-out pass: a pixel there is 6 of the frame's
-                assert iou(a.box, b.box) > 0.85
+                assert iou(a.box, b.box) > 0.85 and abs(a.confidence - b.confidence) < 0.1
             else:
-                assert np.allclose(a.box, b.box, atol=3)
+                assert np.allclose(a.box, b.box, atol=3) and abs(a.confidence - b.confidence) < 0.05
 
 
 def test_reads_heldout_plates_through_a_mild_camera(reader, no_network):
@@ -196,18 +195,9 @@ def test_detector_recall_on_heldout_scenes(reader):
 def closeups(seed: int, n: int) -> tuple[list[np.ndarray], list[tuple]]:
     """A gate camera's close-ups: 640x480 frames with a held-out-font plate 75-90 % of their
     width, larger than the detector learnt; and the plates' boxes."""
-    rng, plates = heldout_plates(seed, n)
-    frames, boxes = [], []
-    for p in plates:
-        img = street_background(rng, 480, 640)
-        h, w = p.image.shape[:2]
-        pw = rng.uniform(0.75, 0.9) * 640
-        ph = pw * h / w
-        x, y = rng.uniform(0, 640 - pw), rng.uniform(0.2, 0.5) * (480 - ph)
-        paste_warped(img, p.image, np.array([[x, y], [x + pw, y], [x + pw, y + ph], [x, y + ph]], np.float32))
-        frames.append(img)
-        boxes.append((x, y, x + pw, y + ph))
-    return frames, boxes
+    rng = np.random.default_rng(seed)
+    frames, plates = zip(*(render_closeup(rng, widths=(480, 576), fonts=(HELDOUT_FONT,)) for _ in range(n)))
+    return list(frames), [p[0].box for p in plates]
 
 
 def test_zoom_out_pass_boxes_a_plate_filling_most_of_the_frame(reader):

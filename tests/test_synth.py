@@ -12,7 +12,7 @@ from conftest import HELDOUT_FONT
 from models.formats import ALPHABET, FORMATS, PlateFormat, clean, match_family
 from models.synth.glyphs import Style, render_glyph
 from models.synth.plates import FAMILIES, TRAIN_FONTS, Plate, render_plate
-from models.synth.scenes import render_scene
+from models.synth.scenes import render_closeup, render_scene
 from models.train_ocr import sample
 
 PLATE_TEXT = re.compile(r"^[A-Z0-9]+$")
@@ -141,6 +141,20 @@ def test_scene_boxes_are_inside_the_image():
             assert PLATE_TEXT.match(p.text), p.text
         total += len(plates)
     assert total > 0
+
+
+def test_closeups_hold_one_whole_plate_of_the_asked_width_and_repeat_per_seed():
+    widths = []
+    for i in range(12):
+        img, plates = render_closeup(rng([17, i]))
+        assert img.shape == (480, 640, 3) and len(plates) == 1
+        x1, y1, x2, y2 = plates[0].box
+        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480, plates[0].box
+        assert PLATE_TEXT.match(plates[0].text), plates[0].text
+        widths.append(x2 - x1)
+    assert min(widths) < 200 and max(widths) > 300  # log-uniform over 60-600 px, posed
+    (ia, pa), (ib, pb) = render_closeup(rng(18)), render_closeup(rng(18))
+    assert pa == pb and ia.tobytes() == ib.tobytes()
 
 
 def test_scene_with_fixed_size_and_heldout_font():

@@ -2,7 +2,8 @@
 
 `render_scene(rng)` returns a BGR frame and the plates (box, text) in it. Frames may have no
 plate at all; distractors (road signs, truck lettering, camera timestamps, shop signs)
-carry text that is not a plate, so the detector learns the difference.
+carry text that is not a plate, so the detector learns the difference. `render_closeup(rng)`
+is a gate camera's view: one car close enough that its plate may fill most of the frame.
 """
 from __future__ import annotations
 
@@ -147,3 +148,22 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int] | None = None,
             plates.append(ScenePlate((float(x1), float(y1), float(x2), float(y2)), plate.text))
     img = degrade(rng, img, scale=12.0)
     return img, plates
+
+
+def render_closeup(rng: np.random.Generator, size: tuple[int, int] = (640, 480), widths: tuple[float, float] = (60, 600),
+                   fonts: tuple[str, ...] = TRAIN_FONTS) -> tuple[np.ndarray, list[ScenePlate]]:
+    """A frame with one plate `widths` px wide (log-uniform), whole, on a car around it."""
+    W, H = size
+    img = street_background(rng, H, W)
+    plate = render_plate(rng, fonts=fonts)
+    h, w = plate.image.shape[:2]
+    plate_w = math.exp(rng.uniform(math.log(widths[0]), math.log(min(widths[1], 0.95 * W))))
+    dst = pose(rng, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32), plate_w)
+    dst *= min(1.0, 0.98 * W / np.ptp(dst[:, 0]), 0.9 * H / np.ptp(dst[:, 1]))  # a pose may not take it out of view
+    (x1, y1), (x2, y2) = dst.min(0), dst.max(0)
+    dst += [rng.uniform(-x1, W - x2), rng.uniform(-y1, H - y2)]
+    cx, cy = dst.mean(0)
+    draw_car(rng, img, cx, cy - plate_w * 0.1, plate_w * rng.uniform(3.2, 4.5))
+    paste_warped(img, plate.image, dst)
+    (x1, y1), (x2, y2) = dst.min(0), dst.max(0)
+    return degrade(rng, img, scale=12.0), [ScenePlate((float(x1), float(y1), float(x2), float(y2)), plate.text)]
