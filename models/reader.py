@@ -19,6 +19,7 @@ import numpy as np
 
 from models.detector import IMGSZ, MIN_CONFIDENCE, PlateDetector
 from models.errors import ModelError
+from models.images import folder_images
 from models.recognizer import OCR_DIR, NETWORK, PlateRecognizer, TextRead
 
 # The recognizer was trained on boxes a few percent looser than the plate; detector
@@ -64,11 +65,10 @@ def image_paths(paths: list[Path]) -> list[Path]:
         if not path.is_dir():
             out.append(path)
             continue
-        files = sorted(p for p in path.iterdir() if p.is_file())
-        images = [p for p in files if cv2.haveImageReader(str(p))]
+        images, others = folder_images(path)
         if not images:
             raise ModelError(f"folder has no images: {path}")
-        if others := sorted(set(files) - set(images)):
+        if others:
             print(f"{path}: skipping {len(others)} files that are not images: {', '.join(p.name for p in others)}",
                   file=sys.stderr)
         out += images

@@ -24,11 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.images import folder_images, is_image
 from stream.messages import Frame
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 BACKOFF_START = 0.5  # s: the first pause before connecting again; doubles up to max_backoff_seconds
 POLL = 0.1  # s: how often a waiting capture looks at its stop event
@@ -63,7 +63,7 @@ def is_live(source: str | int) -> bool:
 
 def is_stills(source: str | int) -> bool:
     """An image file or a folder of images: frames that need not follow from each other."""
-    return not is_live(source) and (Path(str(source)).is_dir() or Path(str(source)).suffix.lower() in IMAGE_SUFFIXES)
+    return not is_live(source) and (Path(str(source)).is_dir() or is_image(Path(str(source))))
 
 
 def check_source(source: str | int) -> None:
@@ -78,12 +78,12 @@ def check_source(source: str | int) -> None:
     if not path.exists():
         raise SourceError(f"source not found: {s}")
     if path.is_dir():
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+        if not folder_images(path)[0]:
             raise SourceError(f"source folder has no images: {s}")
         return
     if path.stat().st_size == 0:
         raise SourceError(f"source file is empty: {s}")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if is_image(path):
         return
     cap = cv2.VideoCapture(s)
     ok = cap.isOpened() and cap.read()[0]
@@ -212,7 +212,10 @@ class Capture(threading.Thread):
         """(timestamp, image) pairs of a replay source, or a one-line error as a string."""
         path = Path(str(self.source))
         if is_stills(self.source):
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+            files, others = folder_images(path) if path.is_dir() else ([path], [])
+            if others:
+                log.warning("camera %s: skipping %d files that are not images: %s", self.camera_id, len(others),
+                            ", ".join(p.name for p in others))
             self.total = len(files)
             for i, f in enumerate(files):
                 start = time.perf_counter()
