@@ -160,7 +160,7 @@ class PlateDetector:
                 found = self._predict(chunk, self.imgsz, [1.0] * n, conf)
                 zoomed = self._predict(chunk, self.zoom_imgsz, [ZOOM_FILL] * n, conf)
             for img, dets, zdets in zip(chunk, found, zoomed):
-                large = [z for z in zdets if _zoom_plate(z.box, dets, img.shape[1], img.shape[0])]
+                large = [z for z in zdets if _zoom_plate(z, dets, img.shape[1], img.shape[0])]
                 out.append([d for d in dets if not any(_mostly_inside(d.box, z.box) for z in large)] + large)
         return out
 
@@ -218,15 +218,18 @@ def _shrunk(img: np.ndarray, size: int, fill: float) -> tuple[np.ndarray, tuple]
     return canvas, (scale, left, top, w, h)
 
 
-def _zoom_plate(box, found: list[Detection], w: int, h: int) -> bool:
+def _zoom_plate(z: Detection, found: list[Detection], w: int, h: int) -> bool:
     """Whether a zoom-out pass box is a large plate: wider than ZOOM_MIN_WIDTH of the frame's
     longer side; not reaching both side edges (the frame's own outline against the grey
     around it, at that scale; a plate cut at both sides cannot be read anyway); and no
-    first-pass plate under it is less than a third of its width (the box is then the vehicle
-    around that plate; a large plate's partial first-pass boxes are 0.4 of it or more)."""
-    width = box[2] - box[0]
-    return (width > ZOOM_MIN_WIDTH * max(w, h) and not (box[0] <= 1 and box[2] >= w - 1)
-            and all(d.box[2] - d.box[0] >= width / 3 for d in found if _mostly_inside(d.box, box)))
+    first-pass box under it that is less than a third of its width is as confident as it is:
+    that box is then a plate and the zoom-out box the vehicle around it, where a less
+    confident one is a line of the large plate's text (a large plate's partial first-pass
+    boxes are 0.4 of its width or more)."""
+    width = z.box[2] - z.box[0]
+    return (width > ZOOM_MIN_WIDTH * max(w, h) and not (z.box[0] <= 1 and z.box[2] >= w - 1)
+            and not any(d.box[2] - d.box[0] < width / 3 and d.confidence >= z.confidence
+                        for d in found if _mostly_inside(d.box, z.box)))
 
 
 def _mostly_inside(box, outer) -> bool:

@@ -209,12 +209,15 @@ def test_zoom_out_pass_boxes_a_plate_filling_most_of_the_frame(reader):
 
 def test_zoom_out_boxes_that_are_not_plates_are_dropped():
     w, h = 640, 480
-    assert _zoom_plate((40, 100, 600, 260), [], w, h)  # a large plate the first pass missed
-    assert _zoom_plate((40, 100, 600, 260), [Detection((200, 110, 460, 250), 0.5)], w, h)  # found in part
-    assert not _zoom_plate((100, 100, 300, 160), [], w, h)  # not large: the first pass's own size
-    assert not _zoom_plate((0, 0, 640, 200), [], w, h)  # the frame's outline against the grey around it
-    # a first-pass plate much narrower than the box around it: the box is the vehicle
-    assert not _zoom_plate((40, 60, 600, 400), [Detection((260, 250, 380, 290), 0.6)], w, h)
+    large = Detection((40, 100, 600, 260), 0.6)
+    assert _zoom_plate(large, [], w, h)  # a large plate the first pass missed
+    assert _zoom_plate(large, [Detection((200, 110, 460, 250), 0.7)], w, h)  # found in part
+    assert not _zoom_plate(Detection((100, 100, 300, 160), 0.6), [], w, h)  # the first pass's own size
+    assert not _zoom_plate(Detection((0, 0, 640, 200), 0.6), [], w, h)  # the frame's outline
+    # a first-pass box much narrower than the box around it: as confident, it is a plate on the
+    # vehicle the zoom-out box outlines; less confident, a line of the large plate's text
+    assert not _zoom_plate(Detection((40, 60, 600, 400), 0.45), [Detection((260, 250, 380, 290), 0.6)], w, h)
+    assert _zoom_plate(Detection((40, 60, 600, 400), 0.75), [Detection((260, 250, 380, 290), 0.6)], w, h)
 
 
 # --- (c) confidence threshold and format-aware decoding (hand-made CTC outputs) -----------------

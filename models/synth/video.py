@@ -1,11 +1,14 @@
 """Generated traffic video with known plates: the pipeline's test input and demo sample.
 
     python -m models.synth.video OUT.mp4 [--seed S] [--cars N] [--seconds T] [--fps F] [--size WxH]
-                                 [--truth DIR/truth.json]
+                                 [--truth DIR/truth.json] [--gate]
 
 Cars drive across a static street in two lanes, in both directions, so their paths
 cross; a pole in the foreground hides each car for a few frames. The cars' plates and
 the frames where each is visible are returned (and printed as JSON by the command).
+`--gate`: instead, one car drives up to a gate camera until its plate fills 75-95 % of the
+frame's width (from 80 px to half of it at the start), waits there and backs off again,
+over `--seconds`.
 With `--truth` the clip is also entered in a `truth.json` that `python -m stream.evaluate
 DIR` scores (OUT.mp4 in DIR), listing the cars whose whole plate is in view for at least
 LEGIBLE_SECONDS.
@@ -20,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.synth.camera import degrade
 from models.synth.plates import render_plate
 from models.synth.scenes import draw_car, paste_warped, street_background
 
@@ -80,6 +84,35 @@ def render_video(path: Path | str, seed: int = 0, cars: int = 4, seconds: float 
     return [VideoCar(plan[i][0].text, fr[0], fr[-1]) for i, fr in sorted(seen.items())]
 
 
+def render_gate_video(path: Path | str, seed: int = 0, seconds: float = 5.0, fps: float = 12.0,
+                      size: tuple[int, int] = (640, 480)) -> list[VideoCar]:
+    rng = np.random.default_rng(seed)
+    W, H = size
+    background = street_background(rng, H, W)
+    plate = render_plate(rng)
+    car_seed = int(rng.integers(1 << 30))
+    far, near = rng.uniform(80, 0.5 * W), rng.uniform(0.75, 0.95) * W
+    x0, y0 = rng.uniform(0.35, 0.65) * W, rng.uniform(0.45, 0.6) * H
+    h, w = plate.image.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"cannot write video {path}")
+    n = int(seconds * fps)
+    for f in range(n):
+        t = f / n  # drives up in the first 40 %, waits 30 %, backs off in the last 30 %
+        s = min(t / 0.4, 1.0) if t < 0.7 else max(0.0, 1 - (t - 0.7) / 0.3)
+        plate_w = far * (near / far) ** s
+        cx, cy = x0 + (W / 2 - x0) * s, y0 + (H * 0.45 - y0) * s
+        img = background.copy()
+        draw_car(np.random.default_rng(car_seed), img, cx, cy - plate_w * 0.1, plate_w * 3.6)
+        pw, ph = plate_w / 2, plate_w * h / w / 2
+        paste_warped(img, plate.image, np.array([[cx - pw, cy - ph], [cx + pw, cy - ph], [cx + pw, cy + ph],
+                                                 [cx - pw, cy + ph]], np.float32))
+        writer.write(degrade(np.random.default_rng([seed, f]), img, scale=2.0, severity=0.5))
+    writer.release()
+    return [VideoCar(plate.text, 0, n - 1)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
@@ -89,8 +122,12 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=15.0)
     ap.add_argument("--size", type=_size, default=(960, 540), help="WIDTHxHEIGHT (default 960x540)")
     ap.add_argument("--truth", type=Path, help="enter the clip in this truth.json (stream.evaluate's layout)")
+    ap.add_argument("--gate", action="store_true", help="one car driving up to a gate camera (see above)")
     args = ap.parse_args()
-    truth = render_video(args.out, args.seed, args.cars, args.seconds, args.fps, args.size)
+    if args.gate:
+        truth = render_gate_video(args.out, args.seed, args.seconds, args.fps, args.size)
+    else:
+        truth = render_video(args.out, args.seed, args.cars, args.seconds, args.fps, args.size)
     print(json.dumps([asdict(c) for c in truth]))
     if args.truth:
         clips = [c for c in json.loads(args.truth.read_text()) if c["clip"] != args.out.name] if args.truth.exists() else []
