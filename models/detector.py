@@ -108,7 +108,7 @@ class Detection:
 class PlateDetector:
     """`weights`: a .pt, .onnx or .engine file, or `auto` (module docstring); `device`: auto |
     cpu | cuda[:N]; `half` (fp16) applies on CUDA only; `zoom_out`: the second pass for large
-    plates (ZOOM_IMGSZ), which needs weights that take any input size (not a fixed-size export)."""
+    plates (a fixed-size export runs it at its own size, the frame as small as elsewhere)."""
 
     def __init__(self, weights: Path | str = "auto", device: str = "auto", half: bool = True,
                  imgsz: int = IMGSZ, zoom_out: bool = True):
@@ -158,7 +158,7 @@ class PlateDetector:
                 found, zoomed = both[:n], both[n:]
             else:
                 found = self._predict(chunk, self.imgsz, [1.0] * n, conf)
-                zoomed = self._predict(chunk, self.zoom_imgsz, [ZOOM_FILL] * n, conf)
+                zoomed = self._predict(chunk, self.zoom_imgsz, [ZOOM_IMGSZ * ZOOM_FILL / self.zoom_imgsz] * n, conf)
             for img, dets, zdets in zip(chunk, found, zoomed):
                 large = [z for z in zdets if _zoom_plate(z, dets, img.shape[1], img.shape[0])]
                 out.append([d for d in dets if not any(_mostly_inside(d.box, z.box) for z in large)] + large)
