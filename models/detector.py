@@ -39,6 +39,13 @@ IMGSZ = 512  # inference size: best validation mAP of 384 (training size), 512 a
 ZOOM_IMGSZ = 160
 ZOOM_FILL = 0.7
 ZOOM_MIN_WIDTH = 1 / 3
+# On CPU, in video, the pass is skipped where the first pass found something (at any confidence down to
+# ZOOM_HINT_CONFIDENCE) and all of it is narrower than ZOOM_SKIP_BELOW of the frame's longer
+# side: on those close-ups it boxes a plate wider than ZOOM_MIN_WIDTH at least 0.4 of its
+# width, or finds nothing at all. Run on every frame, the pass's 5 ms had cost a 720p 30 fps
+# camera (the UK video, replayed at its pace) 60 ms of latency; skipped so, none.
+ZOOM_SKIP_BELOW = 1 / 8
+ZOOM_HINT_CONFIDENCE = 0.1
 MAX_BATCH = 32  # frames per network call (a TensorRT engine is built for at most this many)
 # Minimum detection confidence: on the real validation frames 0.4 halved the boxes that
 # match no plate (48 -> 24 of 107 frames) for 1 of 131 plates missed.
@@ -144,8 +151,10 @@ class PlateDetector:
         backend = self.model.predictor.model
         self.zoom_imgsz = max(backend.imgsz) if hasattr(backend, "imgsz") and not backend.dynamic else ZOOM_IMGSZ
 
-    def detect(self, images: list[np.ndarray], conf: float = MIN_CONFIDENCE) -> list[list[Detection]]:
-        """BGR images -> plate detections per image."""
+    def detect(self, images: list[np.ndarray], conf: float = MIN_CONFIDENCE, stills: bool = False
+               ) -> list[list[Detection]]:
+        """BGR images -> plate detections per image. `stills`: the zoom-out pass on every image
+        (no next frame makes up for a miss); else skipped on CPU as ZOOM_SKIP_BELOW says."""
         out: list[list[Detection]] = []
         step = MAX_BATCH // 2 if self.zoom_out and self.gpu_letterbox else MAX_BATCH
         for i in range(0, len(images), step):
@@ -157,8 +166,15 @@ class PlateDetector:
                 both = self._predict(chunk * 2, self.imgsz, [1.0] * n + [ZOOM_IMGSZ * ZOOM_FILL / self.imgsz] * n, conf)
                 found, zoomed = both[:n], both[n:]
             else:
-                found = self._predict(chunk, self.imgsz, [1.0] * n, conf)
-                zoomed = self._predict(chunk, self.zoom_imgsz, [ZOOM_IMGSZ * ZOOM_FILL / self.zoom_imgsz] * n, conf)
+                hints = self._predict(chunk, self.imgsz, [1.0] * n, min(conf, ZOOM_HINT_CONFIDENCE))
+                found = [[d for d in dets if d.confidence >= conf] for dets in hints]
+                todo = [k for k, (img, dets) in enumerate(zip(chunk, hints)) if stills or not dets
+                        or max(d.box[2] - d.box[0] for d in dets) >= ZOOM_SKIP_BELOW * max(img.shape[:2])]
+                zoomed = [[] for _ in chunk]
+                fill = ZOOM_IMGSZ * ZOOM_FILL / self.zoom_imgsz
+                for k, dets in zip(todo, self._predict([chunk[k] for k in todo], self.zoom_imgsz, [fill] * len(todo),
+                                                       conf) if todo else []):
+                    zoomed[k] = dets
             for img, dets, zdets in zip(chunk, found, zoomed):
                 large = [z for z in zdets if _zoom_plate(z, dets, img.shape[1], img.shape[0])]
                 out.append([d for d in dets if not any(_mostly_inside(d.box, z.box) for z in large)] + large)

@@ -118,7 +118,7 @@ class PlateReader:
 
     def read_batch(self, images: list[np.ndarray]) -> list[list[PlateReading]]:
         images = [to_bgr(im) for im in images]
-        dets = self.detector.detect(images, conf=self.detection_confidence)
+        dets = self.detector.detect(images, conf=self.detection_confidence, stills=True)
         crops = [crop(im, d.box) for im, ds in zip(images, dets) for d in ds]
         reads = iter(self.recognizer.read(crops))
         return [[self.reading(next(reads), d.box, d.confidence) for d in ds] for ds in dets]

@@ -227,7 +227,8 @@ class Pipeline:
             frames = [f for f in items if isinstance(f, Frame)]
             detect = [f for f in frames if self._detect_now(f.camera_id)]
             with self._timed("detect"):
-                dets = self.detector.detect([f.image for f in detect], conf=self.config.detector.conf) if detect else []
+                dets = self.detector.detect([f.image for f in detect], conf=self.config.detector.conf,
+                                            stills=any(f.camera_id in self._stills for f in detect)) if detect else []
             found = {id(f): ds for f, ds in zip(detect, dets)}
             self.frames_detected += len(detect)
             now = time.monotonic()
