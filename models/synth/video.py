@@ -7,7 +7,7 @@ Cars drive across a static street in two lanes, in both directions, so their pat
 cross; a pole in the foreground hides each car for a few frames. The cars' plates and
 the frames where each is visible are returned (and printed as JSON by the command).
 `--gate`: instead, one car drives up to a gate camera until its plate fills 75-95 % of the
-frame's width (from 80 px to half of it at the start), waits there and backs off again,
+frame's width (at the start 80 px to half the frame wide), waits there and backs off again,
 over `--seconds`.
 With `--truth` the clip is also entered in a `truth.json` that `python -m stream.evaluate
 DIR` scores (OUT.mp4 in DIR), listing the cars whose whole plate is in view for at least
