@@ -207,6 +207,16 @@ def test_zoom_out_pass_boxes_a_plate_filling_most_of_the_frame(reader):
     assert sum(f > 0.7 for f in found) >= 5, f"IoU of the best box per plate: {[round(f, 2) for f in found]}"
 
 
+def test_a_fixed_size_export_sees_the_frame_as_small_in_its_zoom_out_pass():
+    """Such an export takes every pass at its own size (here 512 px, as `PlateDetector` sets
+    for one): the frame must still be shrunk to the zoom-out pass's 112 px in it."""
+    frames, boxes = closeups(SCENE_SEED, 6)
+    detector = PlateDetector("auto", device="cpu")
+    detector.zoom_imgsz = 512
+    found = [max((iou(b, d.box) for d in ds), default=0) for b, ds in zip(boxes, detector.detect(frames, stills=True))]
+    assert sum(f > 0.7 for f in found) >= 5, f"IoU of the best box per plate: {[round(f, 2) for f in found]}"
+
+
 def test_zoom_out_boxes_that_are_not_plates_are_dropped():
     w, h = 640, 480
     large = Detection((40, 100, 600, 260), 0.6)
