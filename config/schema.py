@@ -96,9 +96,10 @@ class DetectorConfig:
     # tracker carries the boxes in between); every frame while one is unread. 1: every frame.
     # Image files and folders are always detected on every image.
     detect_every: int = 3
-    # A second, cheaper pass on each detected frame shrunk to a quarter, for plates wider than
-    # a third of the frame, which the first pass boxes only in part (gate close-ups). Off: about
-    # 15 ms less per detected frame on CPU, for cameras that never see a plate that close.
+    # A second, cheaper pass on the frame shrunk to 112 px wide, for plates wider than a third
+    # of it, which the first pass boxes only in part (gate close-ups); in video on CPU only where
+    # the first pass saw nothing or something wide (models/detector.py). Off: about 5 ms less
+    # per such frame on CPU, for cameras that never see a plate that close.
     zoom_out: bool = True
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
