@@ -18,10 +18,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from models.errors import ModelError
+from models.images import letterbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DETECTOR_DIR = Path(__file__).parent / "detector"
@@ -158,27 +158,35 @@ class PlateDetector:
         out: list[list[Detection]] = []
         step = MAX_BATCH // 2 if self.zoom_out and self.gpu_letterbox else MAX_BATCH
         for i in range(0, len(images), step):
-            chunk, n = images[i:i + step], len(images[i:i + step])
+            chunk = images[i:i + step]
             if not self.zoom_out:
-                out += self._predict(chunk, self.imgsz, [1.0] * n, conf)
+                out += self._predict(chunk, self.imgsz, [1.0] * len(chunk), conf)
                 continue
-            if self.gpu_letterbox:  # one network call for both passes: on a GPU a call costs more than its pixels
-                both = self._predict(chunk * 2, self.imgsz, [1.0] * n + [ZOOM_IMGSZ * ZOOM_FILL / self.imgsz] * n, conf)
-                found, zoomed = both[:n], both[n:]
-            else:
-                hints = self._predict(chunk, self.imgsz, [1.0] * n, min(conf, ZOOM_HINT_CONFIDENCE))
-                found = [[d for d in dets if d.confidence >= conf] for dets in hints]
-                todo = [k for k, (img, dets) in enumerate(zip(chunk, hints)) if stills or not dets
-                        or max(d.box[2] - d.box[0] for d in dets) >= ZOOM_SKIP_BELOW * max(img.shape[:2])]
-                zoomed = [[] for _ in chunk]
-                fill = ZOOM_IMGSZ * ZOOM_FILL / self.zoom_imgsz
-                for k, dets in zip(todo, self._predict([chunk[k] for k in todo], self.zoom_imgsz, [fill] * len(todo),
-                                                       conf) if todo else []):
-                    zoomed[k] = dets
+            found, zoomed = self._one_call(chunk, conf) if self.gpu_letterbox else self._two_calls(chunk, conf, stills)
             for img, dets, zdets in zip(chunk, found, zoomed):
                 large = [z for z in zdets if _zoom_plate(z, dets, img.shape[1], img.shape[0])]
                 out.append([d for d in dets if not any(_mostly_inside(d.box, z.box) for z in large)] + large)
         return out
+
+    def _one_call(self, chunk: list[np.ndarray], conf: float) -> tuple[list, list]:
+        """Both passes' detections, in one network call: on a GPU a call costs more than its
+        pixels, so the zoom-out images come at the first pass's size, the frame as small."""
+        n = len(chunk)
+        both = self._predict(chunk * 2, self.imgsz, [1.0] * n + [_zoom_share(self.imgsz)] * n, conf)
+        return both[:n], both[n:]
+
+    def _two_calls(self, chunk: list[np.ndarray], conf: float, stills: bool) -> tuple[list, list]:
+        """Both passes' detections, the zoom-out pass skipped as ZOOM_SKIP_BELOW says (but for
+        `stills`)."""
+        hints = self._predict(chunk, self.imgsz, [1.0] * len(chunk), min(conf, ZOOM_HINT_CONFIDENCE))
+        todo = [k for k, (img, dets) in enumerate(zip(chunk, hints)) if stills or not dets
+                or max(d.box[2] - d.box[0] for d in dets) >= ZOOM_SKIP_BELOW * max(img.shape[:2])]
+        zoomed = [[] for _ in chunk]
+        if todo:
+            share = _zoom_share(self.zoom_imgsz)
+            for k, dets in zip(todo, self._predict([chunk[k] for k in todo], self.zoom_imgsz, [share] * len(todo), conf)):
+                zoomed[k] = dets
+        return [[d for d in dets if d.confidence >= conf] for dets in hints], zoomed
 
     def _predict(self, images: list[np.ndarray], size: int, fills: list[float], conf: float) -> list[list[Detection]]:
         """The network at input `size` on the images, each shrunk to its `fills` share of it
@@ -223,15 +231,15 @@ class PlateDetector:
         return batch, places
 
 
+def _zoom_share(size: int) -> float:
+    """The share of a `size` input the frame fills in the zoom-out pass: the same pixels at any size."""
+    return ZOOM_IMGSZ * ZOOM_FILL / size
+
+
 def _shrunk(img: np.ndarray, size: int, fill: float) -> tuple[np.ndarray, tuple]:
     """`_letterboxed` on the CPU for one image: the `size` square and its place."""
-    h, w = img.shape[:2]
-    scale = min(size / h, size / w) * fill
-    nh, nw = round(h * scale), round(w * scale)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    canvas = np.full((size, size, 3), 114, np.uint8)
-    canvas[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-    return canvas, (scale, left, top, w, h)
+    canvas, scale, left, top = letterbox(img, size, size, fill, 114)
+    return canvas, (scale, left, top, img.shape[1], img.shape[0])
 
 
 def _zoom_plate(z: Detection, found: list[Detection], w: int, h: int) -> bool:

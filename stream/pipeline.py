@@ -34,6 +34,7 @@ import numpy as np
 
 from config.schema import Config
 from models.detector import Detection, PlateDetector
+from models.images import letterbox
 from models.formats import family_matcher, from_regexes
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
@@ -112,16 +113,6 @@ def _check_video_path(path: Path) -> None:
     path.unlink(missing_ok=True)
     if not ok:
         raise ValueError(f"cannot write a video to {path} (give an .mp4 or .avi path in an existing folder)")
-
-
-def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    """`img` scaled into a w x h frame, letterboxed: the writer drops frames of another size."""
-    s = min(w / img.shape[1], h / img.shape[0])
-    fw, fh = max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))
-    out = np.zeros((h, w, 3), np.uint8)
-    x, y = (w - fw) // 2, (h - fh) // 2
-    out[y:y + fh, x:x + fw] = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_AREA)
-    return out
 
 
 class Pipeline:
@@ -406,8 +397,8 @@ class Pipeline:
             fps = next((c.fps for c in self.captures if c.camera_id == camera_id and c.fps), 15.0)
             self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*VIDEO_CODEC), fps, (w, h))
             self._size = w, h
-        if img.shape[1::-1] != self._size:  # stills of another size
-            img = _fit(img, *self._size)
+        if img.shape[1::-1] != self._size:  # stills of another size: the writer drops such frames
+            img = letterbox(img, *self._size)[0]
         self._writer.write(img)
 
     # --- health ---------------------------------------------------------------------------
