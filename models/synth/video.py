@@ -55,9 +55,7 @@ def render_video(path: Path | str, seed: int = 0, cars: int = 4, seconds: float 
         duration = rng.uniform(2.5, 4.0) * fps
         start = int(i * n_frames / (cars + 1) * 0.9)
         plan.append((plate, plate_w, lane_y, direction, duration, start, int(rng.integers(1 << 30))))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise OSError(f"cannot write video {path}")
+    writer = _writer(path, fps, size)
     seen: dict[int, list[int]] = {}
     for f in range(n_frames):
         img = background.copy()
@@ -69,10 +67,7 @@ def render_video(path: Path | str, seed: int = 0, cars: int = 4, seconds: float 
             span = W + car_w
             cx = -car_w / 2 + t * span if direction > 0 else W + car_w / 2 - t * span
             draw_car(np.random.default_rng(car_seed), img, cx, lane_y - plate_w * 0.1, car_w)
-            h, w = plate.image.shape[:2]
-            ph = plate_w * h / w
-            dst = np.array([[cx - plate_w / 2, lane_y - ph / 2], [cx + plate_w / 2, lane_y - ph / 2],
-                            [cx + plate_w / 2, lane_y + ph / 2], [cx - plate_w / 2, lane_y + ph / 2]], np.float32)
+            dst = _upright(plate.image, cx, lane_y, plate_w)
             paste_warped(img, plate.image, dst)
             hidden = dst[0, 0] < pole_x + 25 and dst[1, 0] > pole_x - 25
             if dst[0, 0] >= 0 and dst[1, 0] <= W and not hidden:
@@ -93,10 +88,7 @@ def render_gate_video(path: Path | str, seed: int = 0, seconds: float = 5.0, fps
     car_seed = int(rng.integers(1 << 30))
     far, near = rng.uniform(80, 0.5 * W), rng.uniform(0.75, 0.95) * W
     x0, y0 = rng.uniform(0.35, 0.65) * W, rng.uniform(0.45, 0.6) * H
-    h, w = plate.image.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise OSError(f"cannot write video {path}")
+    writer = _writer(path, fps, size)
     n = int(seconds * fps)
     for f in range(n):
         t = f / n  # drives up in the first 40 %, waits 30 %, backs off in the last 30 %
@@ -105,12 +97,25 @@ def render_gate_video(path: Path | str, seed: int = 0, seconds: float = 5.0, fps
         cx, cy = x0 + (W / 2 - x0) * s, y0 + (H * 0.45 - y0) * s
         img = background.copy()
         draw_car(np.random.default_rng(car_seed), img, cx, cy - plate_w * 0.1, plate_w * 3.6)
-        pw, ph = plate_w / 2, plate_w * h / w / 2
-        paste_warped(img, plate.image, np.array([[cx - pw, cy - ph], [cx + pw, cy - ph], [cx + pw, cy + ph],
-                                                 [cx - pw, cy + ph]], np.float32))
+        paste_warped(img, plate.image, _upright(plate.image, cx, cy, plate_w))
         writer.write(degrade(np.random.default_rng([seed, f]), img, scale=2.0, severity=0.5))
     writer.release()
     return [VideoCar(plate.text, 0, n - 1)]
+
+
+def _writer(path: Path | str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"cannot write video {path}")
+    return writer
+
+
+def _upright(plate: np.ndarray, cx: float, cy: float, plate_w: float) -> np.ndarray:
+    """The corners of `plate` drawn upright, `plate_w` wide, centred on (cx, cy)."""
+    h, w = plate.shape[:2]
+    ph = plate_w * h / w
+    return np.array([[cx - plate_w / 2, cy - ph / 2], [cx + plate_w / 2, cy - ph / 2],
+                     [cx + plate_w / 2, cy + ph / 2], [cx - plate_w / 2, cy + ph / 2]], np.float32)
 
 
 def main() -> None:
