@@ -89,7 +89,9 @@ class DetectorConfig:
     # or a file: .pt (PyTorch), .onnx (ONNX Runtime), .engine (TensorRT)
     weights: str = "auto"
     imgsz: int = IMGSZ  # network input size (pixels, multiple of 32)
-    conf: float = MIN_CONFIDENCE  # minimum detection confidence
+    # minimum detection confidence; in still images, weaker boxes (down to 0.1) count when they
+    # read as a confident plate of a known format (models.reader.WEAK_DETECTION)
+    conf: float = MIN_CONFIDENCE
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     half: bool = True  # fp16 on CUDA (ignored on CPU)
     # Detect on every k-th frame of a camera once each of its tracks has been read (the

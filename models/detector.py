@@ -151,34 +151,40 @@ class PlateDetector:
         backend = self.model.predictor.model
         self.zoom_imgsz = max(backend.imgsz) if hasattr(backend, "imgsz") and not backend.dynamic else ZOOM_IMGSZ
 
-    def detect(self, images: list[np.ndarray], conf: float = MIN_CONFIDENCE, stills: bool = False
-               ) -> list[list[Detection]]:
+    def detect(self, images: list[np.ndarray], conf: float = MIN_CONFIDENCE, stills: bool = False,
+               weak: float | None = None) -> list[list[Detection]]:
         """BGR images -> plate detections per image. `stills`: the zoom-out pass on every image
-        (no next frame makes up for a miss); else skipped on CPU as ZOOM_SKIP_BELOW says."""
+        (no next frame makes up for a miss); else skipped on CPU as ZOOM_SKIP_BELOW says.
+        `weak`: also the first pass's boxes down to this confidence, for a caller that confirms
+        them by other means (the still reader, by what they read); they decide nothing here."""
+        low = conf if weak is None else min(conf, weak)
         out: list[list[Detection]] = []
         step = MAX_BATCH // 2 if self.zoom_out and self.gpu_letterbox else MAX_BATCH
         for i in range(0, len(images), step):
             chunk = images[i:i + step]
             if not self.zoom_out:
-                out += self._predict(chunk, self.imgsz, [1.0] * len(chunk), conf)
+                out += self._predict(chunk, self.imgsz, [1.0] * len(chunk), low)
                 continue
-            found, zoomed = self._one_call(chunk, conf) if self.gpu_letterbox else self._two_calls(chunk, conf, stills)
+            found, zoomed = (self._one_call(chunk, conf, low) if self.gpu_letterbox
+                             else self._two_calls(chunk, conf, low, stills))
             for img, dets, zdets in zip(chunk, found, zoomed):
-                large = [z for z in zdets if _zoom_plate(z, dets, img.shape[1], img.shape[0])]
+                strong = [d for d in dets if d.confidence >= conf]
+                large = [z for z in zdets if _zoom_plate(z, strong, img.shape[1], img.shape[0])]
                 out.append([d for d in dets if not any(_mostly_inside(d.box, z.box) for z in large)] + large)
         return out
 
-    def _one_call(self, chunk: list[np.ndarray], conf: float) -> tuple[list, list]:
-        """Both passes' detections, in one network call: on a GPU a call costs more than its
-        pixels, so the zoom-out images come at the first pass's size, the frame as small."""
+    def _one_call(self, chunk: list[np.ndarray], conf: float, low: float) -> tuple[list, list]:
+        """Both passes' detections (the first pass's down to `low`), in one network call: on a
+        GPU a call costs more than its pixels, so the zoom-out images come at the first pass's
+        size, the frame as small."""
         n = len(chunk)
-        both = self._predict(chunk * 2, self.imgsz, [1.0] * n + [_zoom_share(self.imgsz)] * n, conf)
-        return both[:n], both[n:]
+        both = self._predict(chunk * 2, self.imgsz, [1.0] * n + [_zoom_share(self.imgsz)] * n, low)
+        return both[:n], [[z for z in zdets if z.confidence >= conf] for zdets in both[n:]]
 
-    def _two_calls(self, chunk: list[np.ndarray], conf: float, stills: bool) -> tuple[list, list]:
-        """Both passes' detections, the zoom-out pass skipped as ZOOM_SKIP_BELOW says (but for
-        `stills`)."""
-        hints = self._predict(chunk, self.imgsz, [1.0] * len(chunk), min(conf, ZOOM_HINT_CONFIDENCE))
+    def _two_calls(self, chunk: list[np.ndarray], conf: float, low: float, stills: bool) -> tuple[list, list]:
+        """Both passes' detections (the first pass's down to `low`), the zoom-out pass skipped
+        as ZOOM_SKIP_BELOW says (but for `stills`)."""
+        hints = self._predict(chunk, self.imgsz, [1.0] * len(chunk), min(low, ZOOM_HINT_CONFIDENCE))
         todo = [k for k, (img, dets) in enumerate(zip(chunk, hints)) if stills or not dets
                 or max(d.box[2] - d.box[0] for d in dets) >= ZOOM_SKIP_BELOW * max(img.shape[:2])]
         zoomed = [[] for _ in chunk]
@@ -186,7 +192,7 @@ class PlateDetector:
             share = _zoom_share(self.zoom_imgsz)
             for k, dets in zip(todo, self._predict([chunk[k] for k in todo], self.zoom_imgsz, [share] * len(todo), conf)):
                 zoomed[k] = dets
-        return [[d for d in dets if d.confidence >= conf] for dets in hints], zoomed
+        return [[d for d in dets if d.confidence >= low] for dets in hints], zoomed
 
     def _predict(self, images: list[np.ndarray], size: int, fills: list[float], conf: float) -> list[list[Detection]]:
         """The network at input `size` on the images, each shrunk to its `fills` share of it

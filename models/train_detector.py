@@ -19,6 +19,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,7 @@ import numpy as np
 from models.detector import DETECTOR_DIR, IMGSZ, ROOT, offline_ultralytics
 from models.synth.camera import degrade, pose
 from models.synth.plates import render_plate
-from models.synth.scenes import paste_warped, render_scene
+from models.synth.scenes import paste_plate, render_scene
 
 DATA = ROOT / "data" / "detector"
 RUN = ROOT / "runs" / "detect"
@@ -82,7 +83,7 @@ def _swap_plate(rng: np.random.Generator, img: np.ndarray, box) -> tuple[float, 
     plate_w = min(np.sqrt((x2 - x1) * (y2 - y1) * pw / ph) * rng.uniform(0.9, 1.2), img.shape[1] * 0.8)
     face = np.clip(plate.image * brightness * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
     dst = pose(rng, np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32), plate_w) + [(x1 + x2) / 2, (y1 + y2) / 2]
-    paste_warped(img, face, dst)
+    paste_plate(rng, img, replace(plate, image=face), dst)
     (nx1, ny1), (nx2, ny2) = dst.min(0), dst.max(0)
     return max(0.0, nx1), max(0.0, ny1), min(img.shape[1], nx2), min(img.shape[0], ny2)
 

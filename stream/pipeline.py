@@ -36,6 +36,7 @@ from config.schema import Config
 from models.detector import Detection, PlateDetector
 from models.images import letterbox
 from models.formats import family_matcher, from_regexes
+from models.reader import WEAK_DETECTION, confirmed
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
 from stream.capture import Capture, EndOfStream, check_source, is_live, is_stills
@@ -218,8 +219,9 @@ class Pipeline:
             frames = [f for f in items if isinstance(f, Frame)]
             detect = [f for f in frames if self._detect_now(f.camera_id)]
             with self._timed("detect"):
-                dets = self.detector.detect([f.image for f in detect], conf=self.config.detector.conf,
-                                            stills=any(f.camera_id in self._stills for f in detect)) if detect else []
+                stills = any(f.camera_id in self._stills for f in detect)
+                dets = self.detector.detect([f.image for f in detect], conf=self.config.detector.conf, stills=stills,
+                                            weak=WEAK_DETECTION if stills else None) if detect else []
             found = {id(f): ds for f, ds in zip(detect, dets)}
             self.frames_detected += len(detect)
             now = time.monotonic()
@@ -258,7 +260,9 @@ class Pipeline:
 
     def _track(self, frame: Frame, detections: list[Detection]) -> ReadJob:
         cam = frame.camera_id
-        detections = [d for d in detections if _in_roi(d.box, self.roi[cam])]
+        # weak boxes (a batch with still images has them) count in stills only, once read (_vote)
+        detections = [d for d in detections if _in_roi(d.box, self.roi[cam])
+                      and (cam in self._stills or d.confidence >= self.config.detector.conf)]
         self.detections[cam] += len(detections)
         h, w = frame.image.shape[:2]
         if cam in self._stills:
@@ -320,6 +324,12 @@ class Pipeline:
     def _vote(self, job: ReadJob, reads) -> None:
         f = job.frame
         voter = self.voters[f.camera_id]
+        if f.camera_id in self._stills:  # as the still reader: weak boxes count if they read as plates
+            conf = self.config.detector.conf
+            reads = [reads[i] for i in confirmed([t.box for t, _, _ in reads], [t.confidence for t, _, _ in reads],
+                                                 [r for _, _, r in reads], conf)]
+            read = {t.track_id for t, _, _ in reads}
+            job.tracks = [t for t in job.tracks if t.confidence >= conf or t.track_id in read]
         for track, crop, r in reads:
             if r.confidence < self.config.ocr.min_confidence:
                 continue

@@ -243,7 +243,7 @@ def test_an_unreachable_camera_retries_with_growing_pauses_and_others_finish(tmp
 class OnePlateDetector:
     """The same plate box in every frame: one track that never ends by itself."""
 
-    def detect(self, images, conf, stills=False):
+    def detect(self, images, conf, stills=False, weak=None):
         return [[Detection((40.0, 40.0, 120.0, 70.0), 0.9)] for _ in images]
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.synth.camera import rand_color, degrade, pose
-from models.synth.plates import TRAIN_FONTS, render_plate, small_text
+from models.synth.camera import degrade, mount, pose, rand_color
+from models.synth.plates import TRAIN_FONTS, Plate, render_plate, small_text
 
 SIGN_WORDS = ("STOP", "EXIT 12", "PARKING", "NO PARKING", "SPEED LIMIT 35", "ONE WAY", "BUS ONLY", "PIZZA",
               "ACME LOGISTICS", "CALL 555-0199", "OPEN 24H", "HOTEL", "A4 MUNCHEN 23", "E40", "KM 12",
@@ -63,6 +63,20 @@ def paste_warped(img: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
     mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), H, size, flags=cv2.INTER_LINEAR)
     m = mask.astype(np.float32)[..., None] / 255
     img[:] = (img * (1 - m) + warped * m).astype(np.uint8)
+
+
+def paste_plate(rng: np.random.Generator, img: np.ndarray, plate: Plate, dst: np.ndarray) -> None:
+    """Put `plate` on the quad `dst` of `img`, half the time with what surrounds it on a car (a
+    recess or holder of another colour, dealer text, screws; `mount`). Its box is the plate's
+    own: a detector that learnt only bare plates boxes a US plate with its recess around it."""
+    if rng.random() < 0.5:
+        paste_warped(img, plate.image, dst)
+        return
+    body, corners = mount(rng, plate)
+    h, w = body.shape[:2]
+    H = cv2.getPerspectiveTransform(corners, dst.astype(np.float32))
+    outer = cv2.perspectiveTransform(np.array([[[0, 0], [w, 0], [w, h], [0, h]]], np.float32), H)[0]
+    paste_warped(img, body, outer)
 
 
 def draw_car(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, car_w: float) -> None:
@@ -140,7 +154,7 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int] | None = None,
             draw_car(rng, img, cx, cy - plate_w * 0.1, plate_w * rng.uniform(3.2, 4.5))
         h, w = plate.image.shape[:2]
         dst = pose(rng, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32), plate_w) + [cx, cy]
-        paste_warped(img, plate.image, dst)
+        paste_plate(rng, img, plate, dst)
         x1, y1 = dst.min(0)
         x2, y2 = dst.max(0)
         x1, y1, x2, y2 = max(0, x1), max(0, y1), min(W, x2), min(H, y2)
@@ -164,6 +178,6 @@ def render_closeup(rng: np.random.Generator, size: tuple[int, int] = (640, 480),
     dst += [rng.uniform(-x1, W - x2), rng.uniform(-y1, H - y2)]
     cx, cy = dst.mean(0)
     draw_car(rng, img, cx, cy - plate_w * 0.1, plate_w * rng.uniform(3.2, 4.5))
-    paste_warped(img, plate.image, dst)
+    paste_plate(rng, img, plate, dst)
     (x1, y1), (x2, y2) = dst.min(0), dst.max(0)
     return degrade(rng, img, scale=12.0), [ScenePlate((float(x1), float(y1), float(x2), float(y2)), plate.text)]
