@@ -120,18 +120,24 @@ def test_letterboxing_on_the_device_finds_what_ultralytics_finds():
     rng = np.random.default_rng(6)
     images = [render_scene(rng, size=size)[0] for size in [(640, 480), (960, 540), (500, 700)]]
     images += closeups(SCENE_SEED, 2)[0]
-    images[-1][:60] = 255  # overexposed sky: shrinking it must not take values past 1.0
+    images[-2][:60] = 255  # overexposed sky (above its plate): shrinking it must not take values past 1.0
     expected = detector.detect(images, stills=True)  # the zoom-out pass on all, as on a GPU
     detector.gpu_letterbox = True
     got = detector.detect(images)
     assert sum(map(len, expected)) >= 5
+
+    def same(a: Detection, b: Detection, large: bool) -> bool:
+        if large:  # zoom-out pass: a pixel there is 6 of the frame's
+            return iou(a.box, b.box) > 0.85 and abs(a.confidence - b.confidence) < 0.1
+        return np.allclose(a.box, b.box, atol=3) and abs(a.confidence - b.confidence) < 0.05
+
     for img, e, g in zip(images, expected, got):
-        assert len(e) == len(g)
-        for a, b in zip(sorted(e, key=lambda d: d.box), sorted(g, key=lambda d: d.box)):
-            if a.box[2] - a.box[0] > max(img.shape[:2]) / 3:  # zoom-out pass: a pixel there is 6 of the frame's
-                assert iou(a.box, b.box) > 0.85 and abs(a.confidence - b.confidence) < 0.1
-            else:
-                assert np.allclose(a.box, b.box, atol=3) and abs(a.confidence - b.confidence) < 0.05
+        for boxes, others in ((e, g), (g, e)):
+            for a in boxes:
+                large = a.box[2] - a.box[0] > max(img.shape[:2]) / 3
+                # within the tolerance of the threshold, the other way may have it just under
+                if a.confidence >= MIN_CONFIDENCE + (0.1 if large else 0.05):
+                    assert any(same(a, b, large) for b in others), (a, others)
 
 
 def test_reads_heldout_plates_through_a_mild_camera(reader, no_network):
