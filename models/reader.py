@@ -149,7 +149,6 @@ class PlateReader:
             out.append([readings[i] for i in keep])
         return out
 
-
     def read_crops(self, crops: list[np.ndarray]) -> list[PlateReading]:
         """Images that are each one plate already (no detection)."""
         crops = [to_bgr(c) for c in crops]
