@@ -263,13 +263,13 @@ class Pipeline:
         # weak boxes (a batch with still images has them) count in stills only, once read (_vote)
         detections = [d for d in detections if _in_roi(d.box, self.roi[cam])
                       and (cam in self._stills or d.confidence >= self.config.detector.conf)]
-        self.detections[cam] += len(detections)
         h, w = frame.image.shape[:2]
-        if cam in self._stills:
+        if cam in self._stills:  # counted in _vote, once the weak boxes are confirmed or not
             tracks = [Track(cam, next(self._stills[cam]), d.box, d.confidence, 1, frame.index, True)
                       for d in detections]
             ended = [t.track_id for t in tracks]  # read now, voted and ended with this image
         else:
+            self.detections[cam] += len(detections)
             tracks = self.trackers[cam].update(detections, frame.index, (w, h))
             ended = self.trackers[cam].pop_ended()
         to_read = []
@@ -330,6 +330,7 @@ class Pipeline:
                                                  [r for _, _, r in reads], conf)]
             read = {t.track_id for t, _, _ in reads}
             job.tracks = [t for t in job.tracks if t.confidence >= conf or t.track_id in read]
+            self.detections[f.camera_id] += len(job.tracks)
         for track, crop, r in reads:
             if r.confidence < self.config.ocr.min_confidence:
                 continue
