@@ -1,8 +1,9 @@
 """What a camera does to a plate: mounting, perspective, size, optics, light and compression.
 
-`mount` puts a flat plate on a piece of car body (frame, screws) and `warp` projects it
-into an image with a random pose; `degrade` applies the photometric side (blur, motion,
-noise, low light, IR, glare, shadow, dirt, JPEG). `ocr_crop` chains them into one OCR
+`mount` puts a flat plate on a piece of car body (frame, screws), `outline` says where that
+piece lands for a pose of its plate, and `warp` projects it into an image with a random
+pose; `degrade` applies the photometric side (blur, motion, noise, low light, IR, glare,
+shadow, dirt, JPEG). `ocr_crop` chains them into one OCR
 training sample: a detector-like box around the plate at 15-400 px plate width.
 """
 from __future__ import annotations
@@ -48,6 +49,13 @@ def mount(rng: np.random.Generator, plate: Plate) -> tuple[np.ndarray, np.ndarra
     body[m:m + h, m:m + w] = p
     corners = np.array([[m, m], [m + w, m], [m + w, m + h], [m, m + h]], np.float32)
     return body, corners
+
+
+def outline(body: np.ndarray, corners: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Where the 4 corners of `mount`'s whole image land when its plate `corners` land on `dst`."""
+    h, w = body.shape[:2]
+    H = cv2.getPerspectiveTransform(corners, dst.astype(np.float32))
+    return cv2.perspectiveTransform(np.array([[[0, 0], [w, 0], [w, h], [0, h]]], np.float32), H)[0]
 
 
 def pose(rng: np.random.Generator, corners: np.ndarray, plate_w: float) -> np.ndarray:
@@ -141,9 +149,7 @@ def ocr_crop(rng: np.random.Generator, plate: Plate) -> np.ndarray:
     cx0, cy0, cx1, cy1 = x0 - m[0], y0 - m[1], x1 + m[2], y1 + m[3]
     size = (max(8, int(round(cx1 - cx0))), max(8, int(round(cy1 - cy0))))
     bcorners = np.array([[0, 0], [body.shape[1], 0], [body.shape[1], body.shape[0]], [0, body.shape[0]]], np.float32)
-    H = cv2.getPerspectiveTransform(corners, (dst - [cx0, cy0]).astype(np.float32))
-    body_dst = cv2.perspectiveTransform(bcorners[None], H)[0]
-    crop = warp(body, bcorners, body_dst, size, rand_color(rng))
+    crop = warp(body, bcorners, outline(body, corners, dst - [cx0, cy0]), size, rand_color(rng))
     # A spread of severities: clean samples teach the letterforms, harsh ones robustness.
     crop = degrade(rng, crop, bh, severity=rng.uniform(0.1, 1.0))
     if plate_w < 60 and rng.random() < 0.3:  # tiny plates come upscaled from small boxes

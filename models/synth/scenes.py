@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.synth.camera import degrade, mount, pose, rand_color
+from models.synth.camera import degrade, mount, outline, pose, rand_color
 from models.synth.plates import TRAIN_FONTS, Plate, render_plate, small_text
 
 SIGN_WORDS = ("STOP", "EXIT 12", "PARKING", "NO PARKING", "SPEED LIMIT 35", "ONE WAY", "BUS ONLY", "PIZZA",
@@ -73,10 +73,7 @@ def paste_plate(rng: np.random.Generator, img: np.ndarray, plate: Plate, dst: np
         paste_warped(img, plate.image, dst)
         return
     body, corners = mount(rng, plate)
-    h, w = body.shape[:2]
-    H = cv2.getPerspectiveTransform(corners, dst.astype(np.float32))
-    outer = cv2.perspectiveTransform(np.array([[[0, 0], [w, 0], [w, h], [0, h]]], np.float32), H)[0]
-    paste_warped(img, body, outer)
+    paste_warped(img, body, outline(body, corners, dst))
 
 
 def draw_car(rng: np.random.Generator, img: np.ndarray, cx: float, cy: float, car_w: float) -> None:
