@@ -190,7 +190,8 @@ class PlateDetector:
         zoomed = [[] for _ in chunk]
         if todo:
             share = _zoom_share(self.zoom_imgsz)
-            for k, dets in zip(todo, self._predict([chunk[k] for k in todo], self.zoom_imgsz, [share] * len(todo), conf)):
+            zoom = self._predict([chunk[k] for k in todo], self.zoom_imgsz, [share] * len(todo), conf)
+            for k, dets in zip(todo, zoom):
                 zoomed[k] = dets
         return [[d for d in dets if d.confidence >= low] for dets in hints], zoomed
 

@@ -199,7 +199,6 @@ def test_detector_recall_on_heldout_scenes(reader):
     assert recall >= MIN_SCENE_RECALL, f"recall {recall:.2f} ({found}/{total}) < {MIN_SCENE_RECALL}"
 
 
-
 def test_weak_boxes_come_on_top_of_the_same_confident_ones(reader):
     scenes = [render_scene(np.random.default_rng([SCENE_SEED, i]), fonts=(HELDOUT_FONT,))[0] for i in range(12)]
     scenes += closeups(SCENE_SEED, 3)[0]  # where the zoom-out pass replaces first-pass boxes
@@ -213,6 +212,7 @@ def test_weak_boxes_come_on_top_of_the_same_confident_ones(reader):
             strong = [d for d in b if d.confidence >= MIN_CONFIDENCE]
             assert [d.box for d in p] == [d.box for d in strong]
             assert all(d.confidence >= WEAK_DETECTION for d in b)
+
 
 def closeups(seed: int, n: int) -> tuple[list[np.ndarray], list[tuple]]:
     """A gate camera's close-ups: 640x480 frames with a held-out-font plate 75-90 % of their
@@ -320,7 +320,6 @@ def test_reading_below_threshold_is_a_failure_with_a_guess():
     assert bare_reader(0.0).reading(empty, (0, 0, 1, 1), 1.0).text is None
 
 
-
 def test_a_weak_detection_counts_only_when_it_reads_as_a_plate():
     r = bare_reader(0.5)
     plate, sign = decode(ctc_matrix([{c: 0.95} for c in "7ABC123"])), decode(ctc_matrix([{c: 0.95} for c in "EXIT"]))
@@ -333,6 +332,7 @@ def test_a_weak_detection_counts_only_when_it_reads_as_a_plate():
                 r.reading(plate, (110, 2, 150, 12), 0.12)]  # overlaps a weak box kept first
     kept = confirmed([x.box for x in readings], [x.detection_confidence for x in readings], readings, 0.25)
     assert kept == [0, 1]
+
 
 def test_format_decides_confusable_digit_position():
     """UK 'LLDD LLL': the 4th character is a digit, so a slightly likelier 'O' reads as '0',
