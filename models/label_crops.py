@@ -10,6 +10,11 @@ nine in ten of those are right, which a small share of real crops in training to
 Writes two datasets in the crops layout of `models.evaluate` (`images/`, `labels.csv`):
 `OUT/train` and `OUT/val`, split by plate text (the frames come from a few drives, so the
 same car is in many frames: a split by frame would validate on training plates).
+
+A crop named in `models/ocr/detect_romanian_labels.csv` (`file,plate`, the crop's name as
+written here) takes the plate a person read there instead of the teacher's: crops the
+teacher was unsure of (most of the night frames' pink infrared plates) and the teacher's
+misreads (it drops the I of Ilfov's IF beside the blue band, reading IF82EVA as F82EVA).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from models.train_detector import read_yolo_labels
 
 TEACHER_MIN_SCORE = 0.9
 VAL_SHARE = 0.2  # of distinct plate texts
+HAND_LABELS = Path(__file__).parent / "ocr" / "detect_romanian_labels.csv"
 
 
 def label(real: Path, out: Path) -> dict[str, int]:
@@ -41,6 +47,8 @@ def label(real: Path, out: Path) -> dict[str, int]:
     if not frames:
         raise ModelError(f"no frames in {real}/*/images/")
     teacher = RapidOCR()
+    with HAND_LABELS.open(newline="") as f:
+        hand = {row["file"]: row["plate"] for row in csv.DictReader(f)}
     reads: list[tuple[str, str, object]] = []  # (name, text, crop)
     n_crops = 0
     for path in frames:
@@ -49,15 +57,19 @@ def label(real: Path, out: Path) -> dict[str, int]:
         for k, box in enumerate(read_yolo_labels(labels, img.shape[1], img.shape[0])):
             c = crop(img, box)
             n_crops += 1
+            name = f"{path.parent.parent.name}_{path.stem}_{k}.png"
+            if name in hand:
+                reads.append((name, hand[name], c))
+                continue
             result, _ = teacher(c, use_det=False, use_cls=False, use_rec=True)
             if result:
                 text, score = clean(result[0][0]), float(result[0][1])
                 if score >= TEACHER_MIN_SCORE and match_family(text) is not None:
-                    reads.append((f"{path.parent.parent.name}_{path.stem}_{k}.png", text, c))
-    # The same car is read in many frames: a text one edit away from a more frequent one is
-    # that plate misread (B310YLV beside B310VLV), not another car.
+                    reads.append((name, text, c))
+    # The same car is read in many frames: a teacher's text one edit away from a more frequent
+    # one is that plate misread (B310YLV beside B310VLV), not another car.
     freq = Counter(text for _, text, _ in reads)
-    doubtful = {t for t in freq for u in freq if freq[u] > freq[t] and _one_edit(t, u)}
+    doubtful = {t for t in freq for u in freq if freq[u] > freq[t] and _one_edit(t, u)} - set(hand.values())
     counts = {"crops": n_crops, "train": 0, "val": 0}
     for split in ("train", "val"):
         (out / split / "images").mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import cv2
 import numpy as np
 import pytest
 
+from models import label_crops
 from models.errors import ModelError
 from models.label_crops import _one_edit, label
 from models.synth.plates import TRAIN_FONTS, render_plate
@@ -50,6 +52,29 @@ def test_teacher_keeps_confident_format_valid_reads(tmp_path):
     # the teacher is right about most of what it keeps (on real crops about nine in ten)
     assert len(right) >= 2 and len(right) >= 0.6 * len(kept), f"the teacher kept {kept} of {texts}"
     assert counts["train"] + counts["val"] == len(kept)
+
+
+def test_hand_labels_take_precedence_over_the_teacher(tmp_path, monkeypatch):
+    texts = _yolo_folder(tmp_path / "real", 4)
+    hand = tmp_path / "hand.csv"
+    # f1 is a train frame (odd); its plate relabelled, as a person corrects the teacher
+    hand.write_text("file,plate\ntrain_f1_0.png,IF05TAC\n")
+    monkeypatch.setattr(label_crops, "HAND_LABELS", hand)
+    label(tmp_path / "real", tmp_path / "out")
+    labels = {}
+    for split in ("train", "val"):
+        labels |= dict(list(csv.reader((tmp_path / "out" / split / "labels.csv").open()))[1:])
+    assert labels["train_f1_0.png"] == "IF05TAC" != texts[1]
+    assert len(labels) >= 2  # the other frames still go to the teacher
+
+
+def test_shipped_hand_labels_are_well_formed():
+    rows = list(csv.reader(label_crops.HAND_LABELS.open()))
+    assert rows[0] == ["file", "plate"]
+    files = [r[0] for r in rows[1:]]
+    assert len(files) == len(set(files)) > 0
+    assert all(re.fullmatch(r"(train|valid)_.+_\d+\.png", f) for f in files)
+    assert all(re.fullmatch(r"[A-Z0-9]{4,8}", r[1]) for r in rows[1:])
 
 
 def test_no_frames_is_a_one_line_error(tmp_path):
