@@ -69,7 +69,7 @@ def test_hand_labels_take_precedence_over_the_teacher(tmp_path, monkeypatch):
 
 
 def test_shipped_hand_labels_are_well_formed():
-    rows = list(csv.reader(label_crops.HAND_LABELS.open()))
+    rows = list(csv.reader(label_crops.HAND_LABELS.read_text().splitlines()))
     assert rows[0] == ["file", "plate"]
     files = [r[0] for r in rows[1:]]
     assert len(files) == len(set(files)) > 0

@@ -3,8 +3,8 @@
 `mount` puts a flat plate on a piece of car body (frame, screws), `outline` says where that
 piece lands for a pose of its plate, and `warp` projects it into an image with a random
 pose; `degrade` applies the photometric side (blur, motion, noise, low light, IR, glare,
-shadow, dirt, JPEG). `ocr_crop` chains them into one OCR
-training sample: a detector-like box around the plate at 15-400 px plate width.
+shadow, dirt, JPEG). `ocr_crop` chains them into one OCR training sample: a detector-like
+box around the plate at 15-400 px plate width.
 """
 from __future__ import annotations
 
