@@ -78,7 +78,7 @@ def check_source(source: str | int) -> None:
     if not path.exists():
         raise SourceError(f"source not found: {s}")
     if path.is_dir():
-        if not folder_images(path)[0]:
+        if not any(is_image(p) for p in path.iterdir()):  # the capture lists them all, once
             raise SourceError(f"source folder has no images: {s}")
         return
     if path.stat().st_size == 0:

@@ -92,8 +92,11 @@ def test_check_source_rejects_a_folder_without_images(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("no images here")
     (folder / "clip.mp4").write_bytes(b"\0" * 100)
+    (folder / "sub.png").mkdir()
     m = source_error(str(folder))
     assert str(folder) in m and "no images" in m
+    assert cv2.imwrite(str(folder / "z.jpg"), np.zeros((8, 8, 3), np.uint8))
+    check_source(str(folder))  # one image among other files is enough
 
 
 def test_check_source_rejects_an_unsupported_scheme():
