@@ -43,7 +43,7 @@ def test_teacher_keeps_confident_format_valid_reads(tmp_path):
     assert counts["crops"] == 10
     kept = []
     for split in ("train", "val"):
-        rows = list(csv.reader((tmp_path / "out" / split / "labels.csv").open()))
+        rows = list(csv.reader((tmp_path / "out" / split / "labels.csv").read_text().splitlines()))
         assert rows[0] == ["file", "plate"]
         for file, plate in rows[1:]:
             assert (tmp_path / "out" / split / "images" / file).is_file()
@@ -63,7 +63,7 @@ def test_hand_labels_take_precedence_over_the_teacher(tmp_path, monkeypatch):
     label(tmp_path / "real", tmp_path / "out")
     labels = {}
     for split in ("train", "val"):
-        labels |= dict(list(csv.reader((tmp_path / "out" / split / "labels.csv").open()))[1:])
+        labels |= dict(list(csv.reader((tmp_path / "out" / split / "labels.csv").read_text().splitlines()))[1:])
     assert labels["train_f1_0.png"] == "IF05TAC" != texts[1]
     assert len(labels) >= 2  # the other frames still go to the teacher
 
