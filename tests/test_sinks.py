@@ -183,7 +183,7 @@ def test_a_dead_webhook_blocks_neither_the_caller_nor_the_other_sinks(tmp_path):
     closed(sinks)
     lines = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == list(range(1, 51))
-    rows = list(csv.reader((tmp_path / "events.csv").open()))
+    rows = list(csv.reader((tmp_path / "events.csv").read_text().splitlines()))
     assert tuple(rows[0]) == CSV_COLUMNS and [int(r[0]) for r in rows[1:]] == list(range(1, 51))
     assert rows[1][CSV_COLUMNS.index("plate")] == "AB01CDE"
 
@@ -240,5 +240,5 @@ def test_a_run_feeds_every_sink_and_its_metrics_change(tmp_path, webhook_server)
     # One event per car; what the plates read is test_pipeline's subject, not the sinks'.
     assert len(published) == len(cars)
     assert handler.accepted == published  # retried through the server's two failures, in order
-    rows = list(csv.DictReader((tmp_path / "events.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "events.csv").read_text().splitlines()))
     assert [r["plate"] for r in rows] == [e["plate"] for e in published]
