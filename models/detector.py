@@ -140,6 +140,7 @@ class PlateDetector:
         self.zoom_out = zoom_out
         # On CUDA the frames are resized and padded on the GPU (ultralytics would do it on the CPU).
         self.gpu_letterbox = self.device.startswith("cuda")
+        threads = torch.get_num_threads()
         try:
             self.model = YOLO(str(weights), task="detect")
             self.model.predict(np.zeros((imgsz, imgsz, 3), np.uint8), device=self.device, quantize=self.quantize,
@@ -147,6 +148,10 @@ class PlateDetector:
         except Exception as e:
             raise ModelError(f"detector weights unreadable: {weights}: {type(e).__name__}: "
                              f"{(str(e).splitlines() or [''])[0]}") from e
+        finally:
+            # ultralytics' device selection leaves torch one core fewer than the machine has
+            # (room for its training data loaders), process-wide: on 2 cores it halved the OCR.
+            torch.set_num_threads(threads)
         # A fixed-size export runs every pass at its own size (ultralytics resizes to it anyway).
         backend = self.model.predictor.model
         self.zoom_imgsz = max(backend.imgsz) if hasattr(backend, "imgsz") and not backend.dynamic else ZOOM_IMGSZ

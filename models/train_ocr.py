@@ -144,6 +144,9 @@ def main() -> None:
         state = torch.load(args.init, map_location=device)
         model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+    # The average is a deep copy, whose LSTM weights on CUDA no longer lie in the one chunk
+    # cuDNN wants (torch warns and copies them at every call); a no-op on the CPU.
+    ema.module.rnn.flatten_parameters()
     if args.resume and (RUN_DIR / "last.pt").exists():
         ck = torch.load(RUN_DIR / "last.pt", map_location=device)
         model.load_state_dict(ck["model"])

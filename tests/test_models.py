@@ -239,6 +239,20 @@ def test_a_fixed_size_export_sees_the_frame_as_small_in_its_zoom_out_pass():
     assert sum(f > 0.7 for f in found) >= 5, f"IoU of the best box per plate: {[round(f, 2) for f in found]}"
 
 
+def test_loading_the_detector_leaves_torch_its_threads():
+    """ultralytics sets torch, process-wide, to one thread fewer than the machine has; the OCR
+    in the same process must keep what it had."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before + 1))  # a count ultralytics would not pick itself
+    try:
+        PlateDetector(DEFAULT_WEIGHTS, device="cpu")
+        assert torch.get_num_threads() == max(1, before + 1)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_zoom_out_boxes_that_are_not_plates_are_dropped():
     w, h = 640, 480
     large = Detection((40, 100, 600, 260), 0.6)
