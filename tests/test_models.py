@@ -245,10 +245,11 @@ def test_loading_the_detector_leaves_torch_its_threads():
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, before + 1))  # a count ultralytics would not pick itself
+    ours = before + 1  # a count ultralytics would not pick itself
+    torch.set_num_threads(ours)
     try:
         PlateDetector(DEFAULT_WEIGHTS, device="cpu")
-        assert torch.get_num_threads() == max(1, before + 1)
+        assert torch.get_num_threads() == ours
     finally:
         torch.set_num_threads(before)
 
