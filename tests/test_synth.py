@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from conftest import HELDOUT_FONT
 from models.formats import ALPHABET, FORMATS, PlateFormat, clean, match_family
+from models.synth.camera import dealer_frame, mount
 from models.synth.glyphs import Style, render_glyph
-from models.synth.plates import FAMILIES, TRAIN_FONTS, Plate, render_plate
+from models.synth.plates import FAMILIES, TRAIN_FONTS, Plate, _style, render_plate
 from models.synth.scenes import render_closeup, render_scene
 from models.train_ocr import sample
 
@@ -75,13 +76,50 @@ def test_render_scene_is_deterministic_per_seed():
 
 def test_every_glyph_variant_renders_every_character():
     variants = [Style(), Style(open_four=True, four_lean=0.5), Style(flat_three=True, slash_zero=True, one_base=True),
-                Style(round=5.0), Style(w_foot=0.06, m_depth=0.3)]
+                Style(round=5.0), Style(w_foot=0.06, m_depth=0.3), Style(serif_i=True), Style(straight_tails=True)]
     for s in variants:
         for ch in ALPHABET:
             mask = render_glyph(ch, s, 40)
             assert mask.shape[0] >= 40 and mask.max() == 255, (ch, s)
     # A variant is another shape, not the same one under another flag.
     assert not np.array_equal(render_glyph("4", Style(), 40), render_glyph("4", Style(open_four=True), 40))
+    assert not np.array_equal(render_glyph("I", Style(), 40), render_glyph("I", Style(serif_i=True), 40))
+    assert not np.array_equal(render_glyph("6", Style(), 40), render_glyph("6", Style(straight_tails=True), 40))
+
+
+def test_straight_tailed_six_and_nine_only_on_faces_that_draw_them():
+    """Boxy US faces, FE and Mercosur end 6 and 9 in straight strokes; DIN-like EU and UK faces curve them."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        us, uk, br = _style(rng, "us"), _style(rng, "uk"), _style(rng, "br")
+        assert us.straight_tails == (us.round >= 2.3) and not uk.straight_tails and br.straight_tails
+    eu = [_style(rng, "eu") for _ in range(200)]
+    assert all(s.straight_tails == (s.round >= 3.5) for s in eu) and 0 < sum(s.straight_tails for s in eu) < 200
+
+
+def test_us_faces_serif_the_i_across_the_letter():
+    """California's I has serifs as wide as a narrow letter; barely wider than the stem it is a T or a 1."""
+    for seed in range(5):
+        style = _style(np.random.default_rng(seed), "us")
+        i = render_glyph("I", style, 64)
+        ink_cols = np.nonzero(i.max(0) > 128)[0]
+        stem = (i[i.shape[0] // 2] > 128).sum()
+        assert style.serif_i and ink_cols.size > 2.5 * stem
+
+
+def test_dealer_frame_covers_a_us_plates_edges_up_to_its_text_but_not_the_text():
+    rng = np.random.default_rng(3)
+    plate = render_plate(rng, family="us")
+    body, corners = mount(rng, plate)
+    before = body.copy()
+    dealer_frame(rng, body, corners, "us")
+    (x0, y0), (x1, y1) = corners[0].astype(int), corners[2].astype(int)
+    h = y1 - y0
+    assert (body[y0:y0 + int(0.04 * h)] != before[y0:y0 + int(0.04 * h)]).any()  # top bar over the state name
+    assert (body[y1 - int(0.06 * h):y1] != before[y1 - int(0.06 * h):y1]).any()  # bottom bar
+    text_rows = slice(y0 + int(0.23 * h), y1 - int(0.2 * h))  # US text sits in 0.26-0.8 of the height
+    inner = slice(x0 + int(0.05 * h), x1 - int(0.05 * h))
+    assert (body[text_rows, inner] == before[text_rows, inner]).all()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -3,8 +3,9 @@
 `mount` puts a flat plate on a piece of car body (frame, screws), `outline` says where that
 piece lands for a pose of its plate, and `warp` projects it into an image with a random
 pose; `degrade` applies the photometric side (blur, motion, noise, low light, IR, glare,
-shadow, dirt, JPEG). `ocr_crop` chains them into one OCR training sample: a detector-like
-box around the plate at 15-400 px plate width.
+shadow, dirt, JPEG); `dealer_frame` covers a plate's edges as dealers' frames do.
+`ocr_crop` chains them into one OCR training sample: a detector-like box around the plate
+at 15-400 px plate width.
 """
 from __future__ import annotations
 
@@ -49,6 +50,29 @@ def mount(rng: np.random.Generator, plate: Plate) -> tuple[np.ndarray, np.ndarra
     body[m:m + h, m:m + w] = p
     corners = np.array([[m, m], [m + w, m], [m + w, m + h], [m, m + h]], np.float32)
     return body, corners
+
+
+DEALERS = ("DRIVE HAPPY AUTO", "MOTORS.COM", "CAPITOL TOYOTA", "HONDA OF MISSION VALLEY", "BMW OF SAN DIEGO",
+           "FORD COUNTRY", "AUTO NATION", "CARMAX")
+
+
+def dealer_frame(rng: np.random.Generator, body: np.ndarray, corners: np.ndarray, family: str) -> None:
+    """A dealer's frame over `mount`'s plate: unlike the holder there, its bars cover the
+    plate's own edges, on US plates the state name and slogan up to the characters' feet
+    (where E and F, O and Q differ), with the dealer's name on the bottom bar."""
+    (x0, y0), (x1, y1) = corners[0], corners[2]
+    h = y1 - y0
+    top, bottom = (rng.uniform(0.04, 0.22), rng.uniform(0.06, 0.19)) if family == "us" else rng.uniform(0.02, 0.09, 2)
+    side, out = rng.uniform(0.01, 0.04) * h, rng.uniform(0.03, 0.1) * h
+    dark = rng.random() < 0.7
+    col = rand_color(rng, 0, 80) if dark else rand_color(rng, 150, 255)
+    for bx0, by0, bx1, by1 in ((x0 - out, y0 - out, x1 + out, y0 + top * h), (x0 - out, y1 - bottom * h, x1 + out, y1 + out),
+                               (x0 - out, y0 - out, x0 + side, y1 + out), (x1 - side, y0 - out, x1 + out, y1 + out)):
+        cv2.rectangle(body, (int(bx0), int(by0)), (int(bx1), int(by1)), col, -1)
+    if bottom > 0.08 and rng.random() < 0.6:
+        small_text(rng, body, DEALERS[rng.integers(len(DEALERS))],
+                   (int(x0 + 0.15 * (x1 - x0)), int(y1 - bottom * h * 0.8), int(x1 - 0.15 * (x1 - x0)), int(y1 + out * 0.5)),
+                   rand_color(rng, 170, 255) if dark else rand_color(rng, 0, 60))
 
 
 def outline(body: np.ndarray, corners: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -139,6 +163,8 @@ def degrade(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0, sever
 def ocr_crop(rng: np.random.Generator, plate: Plate) -> np.ndarray:
     """A detector-like crop (BGR) of the plate as a camera would see it."""
     body, corners = mount(rng, plate)
+    if rng.random() < 0.25:
+        dealer_frame(rng, body, corners, plate.family)
     plate_w = math.exp(rng.uniform(math.log(36), math.log(320)))
     dst = pose(rng, corners, plate_w)
     x0, y0 = dst.min(0)

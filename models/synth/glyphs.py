@@ -31,6 +31,8 @@ class Style:
     narrow_zero: float = 0.85  # width of 0 relative to O
     four_lean: float = 0.12  # open 4: how far right its left stroke starts (0: upright; US faces lean 0-0.5)
     w_foot: float = 0.23  # where W's outer strokes meet the baseline: small = near-vertical sides (US gothic)
+    serif_i: bool = False  # US plates: I's serifs span the letter (barely wider than its stem, it reads as T or 1)
+    straight_tails: bool = False  # 6 and 9 with straight diagonal tails (boxy US faces, FE, Mercosur)
 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: float, steps: int = 24) -> Stroke:
@@ -70,7 +72,8 @@ def strokes(ch: str, s: Style) -> list[Stroke]:
     if ch == "H":
         return [[(0, 0), (0, 1)], [(1, 0), (1, 1)], [(0, 0.5), (1, 0.5)]]
     if ch == "I":
-        return [[(0.5, 0), (0.5, 1)], [(0.25, 0), (0.75, 0)], [(0.25, 1), (0.75, 1)]]
+        a, b = (0.0, 1.0) if s.serif_i else (0.25, 0.75)
+        return [[(0.5, 0), (0.5, 1)], [(a, 0), (b, 0)], [(a, 1), (b, 1)]]
     if ch == "J":
         return [[(1, 0), (1, 0.68)] + _arc(0.5, 0.68, 0.5, 0.32, 0, 170, n)]
     if ch == "K":
@@ -125,18 +128,22 @@ def strokes(ch: str, s: Style) -> list[Stroke]:
     if ch == "5":
         return [[(0.92, 0), (0.1, 0), (0.06, 0.46)] + _arc(0.5, 0.68, 0.5, 0.32, -140, 155, n)]
     if ch == "6":
-        return [_arc(0.5, 0.68, 0.5, 0.32, 0, 360, n, 36), _arc(0.5, 0.68, 0.5, 0.68, -55, -180, n)]
+        tail = [(0.85, 0), (0.03, 0.6)] if s.straight_tails else _arc(0.5, 0.68, 0.5, 0.68, -55, -180, n)
+        return [_arc(0.5, 0.68, 0.5, 0.32, 0, 360, n, 36), tail]
     if ch == "7":
         return [[(0, 0), (1, 0), (0.32, 1)]]
     if ch == "8":
         return [_arc(0.5, 0.25, 0.42, 0.25, 0, 360, n, 32), _arc(0.5, 0.74, 0.5, 0.26, 0, 360, n, 32)]
     if ch == "9":
-        return [_arc(0.5, 0.32, 0.5, 0.32, 0, 360, n, 36), _arc(0.5, 0.32, 0.5, 0.68, 0, 125, n)]
+        tail = [(0.97, 0.4), (0.15, 1)] if s.straight_tails else _arc(0.5, 0.32, 0.5, 0.68, 0, 125, n)
+        return [_arc(0.5, 0.32, 0.5, 0.32, 0, 360, n, 36), tail]
     raise ValueError(f"no glyph for {ch!r}")
 
 
 def glyph_width(ch: str, s: Style) -> float:
     """Box width / height of a character in this style (1 and I are narrow on every plate)."""
+    if ch == "I" and s.serif_i:
+        return s.width * 0.5
     if ch in "1I":
         return s.width * 0.45
     if ch == "0":

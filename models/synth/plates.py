@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -62,15 +62,18 @@ class Plate:
 def _style(rng: np.random.Generator, family: str) -> Style:
     u = rng.uniform
     if family == "us":
-        return Style(u(0.42, 0.58), u(0.09, 0.15), u(1.8, 2.8), rng.random() < 0.75, u(0.3, 0.65),
-                     rng.random() < 0.1, rng.random() < 0.25, rng.random() < 0.1, u(0.72, 0.92), u(0.0, 0.5),
-                     u(0.06, 0.25))
+        s = Style(u(0.42, 0.58), u(0.09, 0.15), u(1.8, 2.8), rng.random() < 0.75, u(0.3, 0.65),
+                  rng.random() < 0.1, rng.random() < 0.25, rng.random() < 0.1, u(0.72, 0.92), u(0.0, 0.5),
+                  u(0.06, 0.25), serif_i=True)
+        # California's 6 and 9 end in straight strokes; the EU's DIN-like and the UK's faces curve
+        # them (a Romanian 6 drawn straight was read less surely).
+        return replace(s, straight_tails=s.round >= 2.3)
     if family == "uk":
         return Style(u(0.56, 0.68), u(0.12, 0.17), u(1.9, 2.6), rng.random() < 0.2, u(0.65, 1.0),
                      rng.random() < 0.2, rng.random() < 0.85, False, u(0.85, 0.98))
     if family == "br" or rng.random() < 0.3:  # Mercosur and German FE faces are angular
         return Style(u(0.48, 0.6), u(0.11, 0.16), u(3.5, 7.0), False, u(0.55, 0.95),
-                     rng.random() < 0.3, rng.random() < 0.6, False, u(0.8, 0.95))
+                     rng.random() < 0.3, rng.random() < 0.6, False, u(0.8, 0.95), straight_tails=True)
     return Style(u(0.48, 0.6), u(0.1, 0.15), u(2.0, 3.4), rng.random() < 0.1, u(0.55, 0.95),
                  rng.random() < 0.35, rng.random() < 0.7, False, u(0.8, 0.97))
 
