@@ -63,6 +63,7 @@ FORMATS: tuple[PlateFormat, ...] = (
     # (any 2-7 characters) are generated separately and match no format. Many states print
     # I, O and Q too, so serial letters take the whole alphabet.
     PlateFormat("us", "california", "DLLL DDD", LETTERS),
+    PlateFormat("us", "california-commercial", "DLDDDDD", LETTERS),  # trucks and vans
     PlateFormat("us", "LLL-DDDD", "LLL-DDDD", LETTERS),
     PlateFormat("us", "LLL DDDD", "LLL DDDD", LETTERS),
     PlateFormat("us", "LLL-DDD", "LLL-DDD", LETTERS),

@@ -36,7 +36,7 @@ from config.schema import Config
 from models.detector import Detection, PlateDetector
 from models.images import letterbox
 from models.formats import family_matcher, from_regexes
-from models.reader import WEAK_DETECTION, confirmed
+from models.reader import EXTRA_MARGINS, WEAK_DETECTION, confirmed
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
 from stream.capture import Capture, EndOfStream, check_source, is_live, is_stills
@@ -294,6 +294,8 @@ class Pipeline:
             state.queued += 1
             state.best_quality = max(state.best_quality, q)
             to_read.append((t, c))
+            if cam in self._stills:  # read at more margins, as the still reader does (_vote)
+                to_read += [(t, crop_box(frame.image, t.box, m)) for m in EXTRA_MARGINS]
         for tid in ended:
             self.track_state.pop((cam, tid), None)
         return ReadJob(frame, tracks, to_read, ended)
@@ -324,10 +326,18 @@ class Pipeline:
     def _vote(self, job: ReadJob, reads) -> None:
         f = job.frame
         voter = self.voters[f.camera_id]
-        if f.camera_id in self._stills:  # as the still reader: weak boxes count if they read as plates
+        if f.camera_id in self._stills:
+            # As the still reader: weak boxes count if their read at the configured margin (each
+            # track's first) is a plate, and each plate's most confident read is voted.
             conf = self.config.detector.conf
-            reads = [reads[i] for i in confirmed([t.box for t, _, _ in reads], [t.confidence for t, _, _ in reads],
-                                                 [r for _, _, r in reads], conf)]
+            tries: dict[int, list] = {}
+            for read in reads:
+                tries.setdefault(read[0].track_id, []).append(read)
+            per_track = list(tries.values())
+            first = [x[0] for x in per_track]
+            keep = confirmed([t.box for t, _, _ in first], [t.confidence for t, _, _ in first],
+                             [r for _, _, r in first], conf)
+            reads = [max(per_track[i], key=lambda x: x[2].confidence) for i in keep]
             read = {t.track_id for t, _, _ in reads}
             job.tracks = [t for t in job.tracks if t.confidence >= conf or t.track_id in read]
             self.detections[f.camera_id] += len(job.tracks)

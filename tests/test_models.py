@@ -22,7 +22,7 @@ from models.detector import (DEFAULT_WEIGHTS, MIN_CONFIDENCE, ONNX_WEIGHTS, Dete
                              resolve_weights)
 from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS
-from models.reader import CONFIRMED_READ, WEAK_DETECTION, PlateReader, confirmed
+from models.reader import CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, WEAK_DETECTION, PlateReader, confirmed, crop
 from models.recognizer import CHARSET, TextRead, decode
 from models.synth.camera import warp
 from models.synth.plates import render_plate
@@ -214,6 +214,20 @@ def test_weak_boxes_come_on_top_of_the_same_confident_ones(reader):
             assert all(d.confidence >= WEAK_DETECTION for d in b)
 
 
+def test_a_still_plate_keeps_its_most_confident_read_of_the_margins(reader):
+    scenes = [render_scene(np.random.default_rng([SCENE_SEED, i]), fonts=(HELDOUT_FONT,))[0] for i in range(8)]
+    margins = (CROP_MARGIN, *EXTRA_MARGINS)
+    chosen = []
+    for img, readings in zip(scenes, reader.read_batch(scenes)):
+        dets = reader.detector.detect([img], conf=reader.detection_confidence, stills=True, weak=WEAK_DETECTION)[0]
+        for p in readings:
+            d = next(d for d in dets if d.box == p.box)
+            tries = [t.confidence for t in reader.recognizer.read([crop(img, d.box, m) for m in margins])]
+            assert p.confidence == pytest.approx(max(tries), abs=1e-4)
+            chosen.append(int(np.argmax(tries)))
+    assert len(chosen) >= 8 and any(k > 0 for k in chosen)  # the seeds exercise another margin
+
+
 def closeups(seed: int, n: int) -> tuple[list[np.ndarray], list[tuple]]:
     """A gate camera's close-ups: 640x480 frames with a held-out-font plate 75-90 % of their
     width, larger than the detector learnt; and the plates' boxes."""
@@ -367,6 +381,13 @@ def test_one_lookalike_named_with_certainty_is_swapped_to_fit_a_format():
     assert t.char_confidences[0] == pytest.approx(0.98, abs=0.005)
     # 'A337HF' fits the Dutch 'L-DDD-LL' as read, though '4337HF' would fit the US 'DDDD LL'.
     assert decode(ctc_matrix([{c: 0.95} for c in "A337HF"])).text == "A337HF"
+
+
+def test_california_commercial_number_keeps_its_leading_digit():
+    """California trucks' 'DLDDDDD': a 5 read with certainty stays a 5 rather than becoming
+    the S of 'LL DDDDD' (the swap a missing format would force)."""
+    t = decode(ctc_matrix([{c: 0.97} for c in "5K12345"]))
+    assert t.text == "5K12345" and t.region == "us"
 
 
 def test_format_decides_confusable_letter_position():

@@ -370,14 +370,14 @@ def test_a_plate_the_detector_is_unsure_of_counts_in_a_still_once_it_reads_as_on
     folder = tmp_path / "shots"
     folder.mkdir()
     weak = []
-    for seed in (16, 56):  # each has a plate the detector boxes at 0.37 and 0.36
+    for seed in (16, 22):  # each has a plate the detector boxes at 0.37 and 0.22
         scene, _ = render_scene(np.random.default_rng([565656, seed]), size=(640, 480), fonts=(HELDOUT_FONT,))
         cv2.imwrite(str(folder / f"{seed}.png"), scene)
         weak += [p.text for p in reader.read(scene) if p.detection_confidence < MIN_CONFIDENCE]
-    assert weak == ["BK01XKH", "OYA501"]
+    assert weak == ["BK01XKH", "988S59"]
     jsonl = tmp_path / "events.jsonl"
     r = subprocess.run([sys.executable, "run_stream.py", "--source", str(folder), "--jsonl", str(jsonl), "--quiet",
                         "--config", str(_config(tmp_path, "stills", "tcp://127.0.0.1:*"))], cwd=ROOT,
                        env=offline_env(tmp_path / "net.log"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert {"BK01XKH", "OYA501"} <= {json.loads(line)["plate"] for line in jsonl.read_text().splitlines()}
+    assert {"BK01XKH", "988S59"} <= {json.loads(line)["plate"] for line in jsonl.read_text().splitlines()}
