@@ -150,9 +150,9 @@ class PlateReader:
         dets = self.detector.detect(images, conf=self.detection_confidence, stills=True, weak=WEAK_DETECTION)
         found = [(im, d) for im, ds in zip(images, dets) for d in ds]
         margins = (CROP_MARGIN, *EXTRA_MARGINS)
-        reads = self.recognizer.read([crop(im, d.box, m) for m in margins for im, d in found])
+        reads = self.recognizer.read([crop(im, d.box, m) for im, d in found for m in margins])
         # Per box, its read at each margin, CROP_MARGIN's first.
-        by_box = iter(zip(*(reads[k * len(found):(k + 1) * len(found)] for k in range(len(margins)))))
+        by_box = iter([reads[k:k + len(margins)] for k in range(0, len(reads), len(margins))])
         out = []
         for ds in dets:
             tries = [next(by_box) for _ in ds]
