@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from models.ocr.alpr_crnn import INPUT_H, INPUT_W, Model
 
 OCR_DIR = Path(__file__).parent / "ocr"
 NETWORK = "alpr_crnn"
+log = logging.getLogger(__name__)
 CHARSET = yaml.safe_load((OCR_DIR / f"{NETWORK}.yaml").read_text())["character_list"]
 # A format-consistent reading is preferred unless the unconstrained one is this many
 # times likelier: vanity plates still read as printed.
@@ -127,6 +130,30 @@ def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> Tex
     return TextRead(text, float(np.prod(confs)), [float(c) for c in confs], region)
 
 
+def _onnx_session(net: torch.nn.Module):
+    """The loaded network exported to ONNX Runtime, which runs it about twice as fast as PyTorch
+    on CPU (logits equal to 1e-4). Exported from the network in memory (a quarter of a
+    second), so it is always the weights that were loaded; None, and PyTorch runs it, where
+    the export fails."""
+    try:
+        import onnxruntime as ort
+
+        buf = io.BytesIO()
+        with warnings.catch_warnings():  # tracer notes about the network's fixed-size branch
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.zeros(1, 1, INPUT_H, INPUT_W),), buf, input_names=["x"],
+                              output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                              dynamo=False)
+        options = ort.SessionOptions()
+        # Its threads would otherwise spin between the small batches a still gives, taking
+        # the cores the detector runs on next (a still read 30 % slower than with PyTorch).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        log.warning("OCR runs on PyTorch: ONNX export failed: %s: %s", type(e).__name__, e)
+        return None
+
+
 class PlateRecognizer:
     """Batched plate-text reading. `device`: auto | cpu | cuda[:N]."""
 
@@ -160,12 +187,17 @@ class PlateRecognizer:
                              f"{(str(e).splitlines() or [''])[0]}") from e
         self.net = self.reader.recognizer.eval()
         self.device = next(self.net.parameters()).device
+        self.session = _onnx_session(self.net) if self.device.type == "cpu" else None
 
     @torch.no_grad()
     def read(self, crops: list[np.ndarray], batch_size: int = 64) -> list[TextRead]:
         out: list[TextRead] = []
         for i in range(0, len(crops), batch_size):
-            x = preprocess(crops[i:i + batch_size]).to(self.device)
-            probs = self.net(x).float().softmax(2).cpu().numpy()
+            x = preprocess(crops[i:i + batch_size])
+            if self.session is not None:
+                logits = torch.from_numpy(self.session.run(None, {"x": x.numpy()})[0])
+            else:
+                logits = self.net(x.to(self.device)).float()
+            probs = logits.softmax(2).cpu().numpy()
             out += [decode(p, self.formats) for p in probs]
         return out

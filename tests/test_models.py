@@ -178,6 +178,24 @@ def test_reads_through_easyocr_api(reader):
     assert rate >= MIN_EASYOCR_API_EXACT, f"easyocr api exact {rate:.2f}; {_report(pairs)}"
 
 
+def test_the_cpu_recognizer_runs_onnx_runtime_and_reads_as_pytorch(reader):
+    """On CPU the network runs as an in-memory ONNX export (about three times faster), with
+    PyTorch's probabilities to rounding: the same texts and confidences."""
+    import torch
+
+    from models.recognizer import decode, preprocess
+
+    rec = reader.recognizer
+    assert rec.session is not None
+    rng, plates = heldout_plates(OCR_SEED + 1, 32)
+    crops = [mild_crop(rng, p.image) for p in plates]
+    with torch.no_grad():
+        expected = [decode(p) for p in rec.net(preprocess(crops)).float().softmax(2).numpy()]
+    for got, want in zip(rec.read(crops), expected):
+        assert got.text == want.text
+        assert got.confidence == pytest.approx(want.confidence, abs=1e-3)
+
+
 # --- (b) the detector -------------------------------------------------------------------------
 
 def test_detector_recall_on_heldout_scenes(reader):
