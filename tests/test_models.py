@@ -179,11 +179,11 @@ def test_reads_through_easyocr_api(reader):
 
 
 def test_the_cpu_recognizer_runs_onnx_runtime_and_reads_as_pytorch(reader):
-    """On CPU the network runs as an in-memory ONNX export (about three times faster), with
+    """On CPU the network runs as an in-memory ONNX export (the faster runtime there), with
     PyTorch's probabilities to rounding: the same texts and confidences."""
     import torch
 
-    from models.recognizer import decode, preprocess
+    from models.recognizer import preprocess
 
     rec = reader.recognizer
     assert rec.session is not None
@@ -194,6 +194,22 @@ def test_the_cpu_recognizer_runs_onnx_runtime_and_reads_as_pytorch(reader):
     for got, want in zip(rec.read(crops), expected):
         assert got.text == want.text
         assert got.confidence == pytest.approx(want.confidence, abs=1e-3)
+
+
+def test_the_recognizer_falls_back_to_pytorch_where_the_export_fails(reader, monkeypatch, caplog):
+    import torch
+
+    from models.recognizer import PlateRecognizer
+
+    def no_exporter(*args, **kwargs):
+        raise RuntimeError("no exporter here")
+
+    monkeypatch.setattr(torch.onnx, "export", no_exporter)
+    rec = PlateRecognizer(device="cpu")
+    assert rec.session is None and "ONNX export failed: RuntimeError: no exporter here" in caplog.text
+    rng, plates = heldout_plates(OCR_SEED + 2, 16)
+    crops = [mild_crop(rng, p.image) for p in plates]
+    assert [r.text for r in rec.read(crops)] == [r.text for r in reader.recognizer.read(crops)]
 
 
 # --- (b) the detector -------------------------------------------------------------------------
