@@ -121,6 +121,15 @@ def confirmed(boxes: list, detection_confidences: list[float], reads: list, thre
     return kept
 
 
+def confirmed_tries(boxes: list, detection_confidences: list[float], tries: list[list],
+                    threshold: float) -> list[tuple[int, int]]:
+    """`confirmed` for detections each read at several margins (`tries`, CROP_MARGIN's read
+    first): which count, decided on that first read alone (more tries would give a weak box on
+    a sign more chances to read as a plate), each with the index of its most confident read."""
+    keep = confirmed(boxes, detection_confidences, [t[0] for t in tries], threshold)
+    return [(i, max(range(len(tries[i])), key=lambda k: tries[i][k].confidence)) for i in keep]
+
+
 def _overlap(a, b) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
@@ -156,12 +165,8 @@ class PlateReader:
         out = []
         for ds in dets:
             tries = [next(by_box) for _ in ds]
-            # Which boxes are plates is decided on the usual crop alone: three tries would give a
-            # weak box on a sign three chances to read as a plate.
-            keep = confirmed([d.box for d in ds], [d.confidence for d in ds], [t[0] for t in tries],
-                             self.detection_confidence)
-            out.append([self.reading(max(tries[i], key=lambda t: t.confidence), ds[i].box, ds[i].confidence)
-                        for i in keep])
+            keep = confirmed_tries([d.box for d in ds], [d.confidence for d in ds], tries, self.detection_confidence)
+            out.append([self.reading(tries[i][k], ds[i].box, ds[i].confidence) for i, k in keep])
         return out
 
     def read_crops(self, crops: list[np.ndarray]) -> list[PlateReading]:

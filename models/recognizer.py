@@ -130,7 +130,7 @@ def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> Tex
     return TextRead(text, float(np.prod(confs)), [float(c) for c in confs], region)
 
 
-def _onnx_session(net: torch.nn.Module):
+def _onnx_session(net: torch.nn.Module) -> "onnxruntime.InferenceSession | None":
     """The loaded network exported to ONNX Runtime, which runs it about twice as fast as PyTorch
     on CPU (logits equal to 1e-4). Exported from the network in memory (a quarter of a
     second), so it is always the weights that were loaded; None, and PyTorch runs it, where

@@ -36,7 +36,7 @@ from config.schema import Config
 from models.detector import Detection, PlateDetector
 from models.images import letterbox
 from models.formats import family_matcher, from_regexes
-from models.reader import EXTRA_MARGINS, WEAK_DETECTION, confirmed
+from models.reader import EXTRA_MARGINS, WEAK_DETECTION, confirmed_tries
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
 from stream.capture import Capture, EndOfStream, check_source, is_live, is_stills
@@ -334,10 +334,9 @@ class Pipeline:
             for read in reads:
                 tries.setdefault(read[0].track_id, []).append(read)
             per_track = list(tries.values())
-            first = [x[0] for x in per_track]
-            keep = confirmed([t.box for t, _, _ in first], [t.confidence for t, _, _ in first],
-                             [r for _, _, r in first], conf)
-            reads = [max(per_track[i], key=lambda x: x[2].confidence) for i in keep]
+            keep = confirmed_tries([x[0][0].box for x in per_track], [x[0][0].confidence for x in per_track],
+                                   [[r for _, _, r in x] for x in per_track], conf)
+            reads = [per_track[i][k] for i, k in keep]
             read = {t.track_id for t, _, _ in reads}
             job.tracks = [t for t in job.tracks if t.confidence >= conf or t.track_id in read]
             self.detections[f.camera_id] += len(job.tracks)
