@@ -97,10 +97,11 @@ FORMATS: tuple[PlateFormat, ...] = (
     # United Kingdom (2001 scheme), rear/front and the square two-row plate.
     PlateFormat("uk", "uk", "LLDD LLL", _NO_IOQ),
     PlateFormat("uk", "uk-stacked", "LLDD|LLL", _NO_IOQ),
-    # Brazil: the grey pre-2018 plate and the Mercosur plate (and the motorcycle layout).
+    # Brazil: the grey pre-2018 plate and the Mercosur plate, and their motorcycle layouts.
     PlateFormat("br", "brazil-grey", "LLL-DDDD", LETTERS),
     PlateFormat("br", "mercosur", "LLLDLDD", LETTERS),
     PlateFormat("br", "mercosur-moto", "LLL|DLDD", LETTERS),
+    PlateFormat("br", "brazil-grey-moto", "LLL|DDDD", LETTERS),  # motorcycles before Mercosur
 )
 
 

@@ -150,6 +150,14 @@ def test_two_row_plates_of_each_family(family):
         assert render_plate(r, family=family, two_row_prob=0.0).two_rows is False
 
 
+def test_a_quarter_of_brazilian_plates_are_motorcycles_of_either_layout():
+    r = rng(14)
+    plates = [render_plate(r, family="br") for _ in range(200)]
+    stacked = {f.name: sum(f.matches(p.text) for p in plates if p.two_rows) for f in family_formats("br", two_rows=True)}
+    assert 0.18 <= sum(p.two_rows for p in plates) / len(plates) <= 0.32
+    assert set(stacked) == {"mercosur-moto", "brazil-grey-moto"} and min(stacked.values()) > 10, stacked
+
+
 def test_two_row_plates_occur_with_default_settings():
     plates = [render_plate(rng([13, i])) for i in range(120)]
     two = [p for p in plates if p.two_rows]
