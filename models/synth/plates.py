@@ -21,9 +21,9 @@ from models.synth.glyphs import Style, render_glyph
 FONT_DIR = Path(__file__).parent / "fonts"
 TRAIN_FONTS = tuple(sorted(str(p) for p in FONT_DIR.glob("*.[ot]tf")))
 FAMILIES = ("us", "eu", "uk", "br")
-# Share of two-row plates where it is not 0.12: about a quarter of Brazil's vehicles are
-# motorcycles, whose plates are stacked (grey or Mercosur).
-TWO_ROWS = {"br": 0.25}
+# Share of two-row plates per family. About a quarter of Brazil's vehicles are motorcycles,
+# whose plates are stacked (grey or Mercosur).
+TWO_ROWS = {"us": 0.12, "eu": 0.12, "uk": 0.12, "br": 0.25}
 
 US_STATES = (
     "CALIFORNIA", "California", "TEXAS", "Texas", "NEW YORK", "New York", "FLORIDA", "Florida", "ILLINOIS",
@@ -212,7 +212,7 @@ def render_plate(rng: np.random.Generator, family: str | None = None, fonts: tup
     """A random plate of `family` (random if None); `fonts` are used when not drawing stroke glyphs;
     two rows with `two_row_prob` (default TWO_ROWS for the family)."""
     family = family or FAMILIES[rng.choice(4, p=[0.4, 0.3, 0.15, 0.15])]
-    two_row_prob = TWO_ROWS.get(family, 0.12) if two_row_prob is None else two_row_prob
+    two_row_prob = TWO_ROWS[family] if two_row_prob is None else two_row_prob
     candidates = [f for f in FORMATS if f.family == family]
     stacked = [f for f in candidates if f.two_rows]
     flat = [f for f in candidates if not f.two_rows]
