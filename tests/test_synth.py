@@ -122,6 +122,18 @@ def test_dealer_frame_covers_a_us_plates_edges_up_to_its_text_but_not_the_text()
     assert (body[text_rows, inner] == before[text_rows, inner]).all()
 
 
+def test_the_serial_box_holds_the_number_rows_and_not_the_plate_around_them():
+    r = rng(15)
+    for family in FAMILIES:
+        for p in [render_plate(r, family=family) for _ in range(30)]:
+            h, w = p.image.shape[:2]
+            x0, y0, x1, y1 = p.serial_box
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+            assert x1 - x0 > 0.2 * w and (y1 - y0) > (0.5 if p.two_rows else 0.25) * h, (family, p.serial_box, (w, h))
+            if family == "us" and not p.two_rows:  # the state name above and the slogan below stay out
+                assert y0 > 0.2 * h and y1 < 0.85 * h, p.serial_box
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_renders_valid_plates(family):
     r = rng([11, FAMILIES.index(family)])

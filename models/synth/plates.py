@@ -60,6 +60,7 @@ class Plate:
     text: str  # A-Z0-9 as read left to right, top row first
     family: str
     two_rows: bool
+    serial_box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the number's characters in `image`
 
 
 def _style(rng: np.random.Generator, family: str) -> Style:
@@ -127,8 +128,10 @@ def _text_line(rng: np.random.Generator, text: str, height: int, style: Style | 
     return line[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
 
 
-def _paste_text(canvas: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], color, squeeze: float = 0.0) -> None:
-    """Fit a text mask into box (x0, y0, x1, y1), centred, keeping its aspect within limits."""
+def _paste_text(canvas: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], color,
+                squeeze: float = 0.0) -> tuple[int, int, int, int]:
+    """Fit a text mask into box (x0, y0, x1, y1), centred, keeping its aspect within limits;
+    returns where the text landed (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box
     bw, bh = x1 - x0, y1 - y0
     h, w = mask.shape
@@ -141,11 +144,11 @@ def _paste_text(canvas: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, 
     # Clip to the canvas: scene text may run off the frame.
     cx0, cy0 = max(ox, 0), max(oy, 0)
     cx1, cy1 = min(ox + nw, canvas.shape[1]), min(oy + nh, canvas.shape[0])
-    if cx1 <= cx0 or cy1 <= cy0:
-        return
-    m = m[cy0 - oy:cy1 - oy, cx0 - ox:cx1 - ox]
-    region = canvas[cy0:cy1, cx0:cx1].astype(np.float32)
-    canvas[cy0:cy1, cx0:cx1] = (region * (1 - m) + np.array(color, np.float32) * m).astype(np.uint8)
+    if cx1 > cx0 and cy1 > cy0:
+        m = m[cy0 - oy:cy1 - oy, cx0 - ox:cx1 - ox]
+        region = canvas[cy0:cy1, cx0:cx1].astype(np.float32)
+        canvas[cy0:cy1, cx0:cx1] = (region * (1 - m) + np.array(color, np.float32) * m).astype(np.uint8)
+    return ox, oy, ox + nw, oy + nh
 
 
 def small_text(rng: np.random.Generator, canvas, text: str, box, color) -> None:
@@ -292,13 +295,14 @@ def render_plate(rng: np.random.Generator, family: str | None = None, fonts: tup
 
     x0, y0, x1, y1 = text_box
     if len(rows) == 1:
-        _paste_text(img, _text_line(rng, rows[0], 64, style, font), text_box, ink, squeeze=rng.uniform(0, 0.3))
+        serial = _paste_text(img, _text_line(rng, rows[0], 64, style, font), text_box, ink, squeeze=rng.uniform(0, 0.3))
     else:
         mid = y0 + int((y1 - y0) * rng.uniform(0.4, 0.5))
         gap = int((y1 - y0) * 0.04)
-        _paste_text(img, _text_line(rng, rows[0], 64, style, font), (x0, y0, x1, mid - gap), ink, squeeze=0.3)
-        _paste_text(img, _text_line(rng, rows[1], 64, style, font), (x0, mid + gap, x1, y1), ink, squeeze=0.3)
+        a = _paste_text(img, _text_line(rng, rows[0], 64, style, font), (x0, y0, x1, mid - gap), ink, squeeze=0.3)
+        b = _paste_text(img, _text_line(rng, rows[1], 64, style, font), (x0, mid + gap, x1, y1), ink, squeeze=0.3)
+        serial = (min(a[0], b[0]), a[1], max(a[2], b[2]), b[3])
     if rng.random() < 0.7:  # embossed rim
         cv2.rectangle(img, (1, 1), (img.shape[1] - 2, img.shape[0] - 2), ink if family == "us" else (30, 30, 30),
                       max(1, int(img.shape[0] * rng.uniform(0.01, 0.03))))
-    return Plate(img, "".join(c for c in number if c.isalnum()), family, len(rows) > 1)
+    return Plate(img, "".join(c for c in number if c.isalnum()), family, len(rows) > 1, serial)
