@@ -40,7 +40,7 @@ EXTRA_MARGINS = (0.0, 0.12)
 # share of its height above and below and of its width left and right, and the more
 # confident read kept. Generated crops boxed at the number: 49 -> 71 % read exactly, those
 # boxed at the plate 87.0 -> 86.8 %, the real Romanian validation crops 54 -> 53 of 65
-# (runs/crop_padding_rule.txt; not chosen on eval-ucsd).
+# (README, after OCR "step 14"; chosen with a rule written first, not on eval-ucsd).
 CROP_BORDER = (0.25, 0.05)
 # A plate of a kind the detector has seen little of (its training frames are European) can
 # get a weak detection. Boxes down to WEAK_DETECTION count when what they read is a plate:
