@@ -205,7 +205,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object per image")
     ap.add_argument("--min-confidence", type=float, default=0.5)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    ap.add_argument("--crops", action="store_true", help="each image is a plate crop: skip detection")
+    ap.add_argument("--crops", action="store_true",
+                    help="each image is a crop cut at the plate: skip detection (loose crops read better without it)")
     args = ap.parse_args()
     try:
         paths = image_paths(args.images)
