@@ -160,6 +160,11 @@ def degrade(rng: np.random.Generator, img: np.ndarray, scale: float = 1.0, sever
     return out
 
 
+# Share of OCR crops boxed at the number's characters alone, as some detectors and labelled sets
+# box plates (`models.reader` also reads such crops inside a border, CROP_BORDER).
+NUMBER_BOXED = 0.1
+
+
 def ocr_crop(rng: np.random.Generator, plate: Plate) -> np.ndarray:
     """A detector-like crop (BGR) of the plate as a camera would see it."""
     body, corners = mount(rng, plate)
@@ -170,8 +175,14 @@ def ocr_crop(rng: np.random.Generator, plate: Plate) -> np.ndarray:
     x0, y0 = dst.min(0)
     x1, y1 = dst.max(0)
     bw, bh = x1 - x0, y1 - y0
-    # Detector boxes are loose or tight by a few percent on each side.
-    m = rng.uniform(-0.03, 0.16, 4) * [bw, bh, bw, bh]
+    if rng.random() < NUMBER_BOXED:
+        a, b, c, d = plate.serial_box
+        pts = np.array([[[a, b], [c, b], [c, d], [a, d]]], np.float32) + corners[0]
+        pts = cv2.perspectiveTransform(pts, cv2.getPerspectiveTransform(corners, dst))[0]
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        m = rng.uniform(-0.01, 0.10, 4) * [x1 - x0, y1 - y0, x1 - x0, y1 - y0]
+    else:  # detector boxes are loose or tight by a few percent on each side
+        m = rng.uniform(-0.03, 0.16, 4) * [bw, bh, bw, bh]
     cx0, cy0, cx1, cy1 = x0 - m[0], y0 - m[1], x1 + m[2], y1 + m[3]
     size = (max(8, int(round(cx1 - cx0))), max(8, int(round(cy1 - cy0))))
     bcorners = np.array([[0, 0], [body.shape[1], 0], [body.shape[1], body.shape[0]], [0, body.shape[0]]], np.float32)
