@@ -76,7 +76,8 @@ def test_render_scene_is_deterministic_per_seed():
 
 def test_every_glyph_variant_renders_every_character():
     variants = [Style(), Style(open_four=True, four_lean=0.5), Style(flat_three=True, slash_zero=True, one_base=True),
-                Style(round=5.0), Style(w_foot=0.06, m_depth=0.3), Style(serif_i=True), Style(straight_tails=True)]
+                Style(round=5.0), Style(w_foot=0.06, m_depth=0.3), Style(serif_i=True), Style(straight_tails=True),
+                Style(short_q=True)]
     for s in variants:
         for ch in ALPHABET:
             mask = render_glyph(ch, s, 40)
@@ -85,6 +86,7 @@ def test_every_glyph_variant_renders_every_character():
     assert not np.array_equal(render_glyph("4", Style(), 40), render_glyph("4", Style(open_four=True), 40))
     assert not np.array_equal(render_glyph("I", Style(), 40), render_glyph("I", Style(serif_i=True), 40))
     assert not np.array_equal(render_glyph("6", Style(), 40), render_glyph("6", Style(straight_tails=True), 40))
+    assert not np.array_equal(render_glyph("Q", Style(), 40), render_glyph("Q", Style(short_q=True), 40))
 
 
 def test_straight_tailed_six_and_nine_only_on_faces_that_draw_them():
@@ -95,6 +97,17 @@ def test_straight_tailed_six_and_nine_only_on_faces_that_draw_them():
         assert us.straight_tails == (us.round >= 2.3) and not uk.straight_tails and br.straight_tails
     eu = [_style(rng, "eu") for _ in range(200)]
     assert all(s.straight_tails == (s.round >= 3.5) for s in eu) and 0 < sum(s.straight_tails for s in eu) < 200
+
+
+def test_short_tailed_q_only_on_boxy_us_faces_and_leaves_the_o_at_its_foot():
+    """California's Q ends in a nick at the ring's foot, nearly an O; other faces' tails reach into the ring."""
+    rng = np.random.default_rng(1)
+    us = [_style(rng, "us") for _ in range(100)]
+    assert all(s.short_q == (s.round >= 2.3) for s in us) and 0 < sum(s.short_q for s in us) < 100
+    assert not any(_style(rng, family).short_q for _ in range(100) for family in ("uk", "br", "eu"))
+    o = render_glyph("O", Style(), 40)
+    short, long = (np.flatnonzero((render_glyph("Q", Style(short_q=q), 40) != o).any(axis=1))[0] for q in (True, False))
+    assert short > long + 4  # the first row where the Q leaves the O
 
 
 def test_us_faces_serif_the_i_across_the_letter():

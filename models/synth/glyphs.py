@@ -33,6 +33,7 @@ class Style:
     w_foot: float = 0.23  # where W's outer strokes meet the baseline: small = near-vertical sides (US gothic)
     serif_i: bool = False  # US plates: I's serifs span the letter (barely wider than its stem, it reads as T or 1)
     straight_tails: bool = False  # 6 and 9 with straight diagonal tails (boxy US faces, FE, Mercosur)
+    short_q: bool = False  # a Q whose tail is a short nick at its foot (boxy US faces): nearly an O
 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: float, steps: int = 24) -> Stroke:
@@ -89,7 +90,8 @@ def strokes(ch: str, s: Style) -> list[Stroke]:
     if ch == "P":
         return [[(0, 0), (0, 1)], _bowl(0, 0.55, 1, n)]
     if ch == "Q":
-        return [_arc(0.5, 0.5, 0.5, 0.5, 0, 360, n, 40), [(0.58, 0.68), (1, 1.02)]]
+        tail = [(0.5, 0.86), (0.62, 1.06)] if s.short_q else [(0.58, 0.68), (1, 1.02)]
+        return [_arc(0.5, 0.5, 0.5, 0.5, 0, 360, n, 40), tail]
     if ch == "R":
         return [[(0, 0), (0, 1)], _bowl(0, 0.53, 1, n), [(0.45, 0.53), (1, 1)]]
     if ch == "S":

@@ -69,8 +69,10 @@ def _style(rng: np.random.Generator, family: str) -> Style:
         s = Style(u(0.42, 0.58), u(0.09, 0.15), u(1.8, 2.8), rng.random() < 0.75, u(0.3, 0.65),
                   rng.random() < 0.1, rng.random() < 0.25, rng.random() < 0.1, u(0.72, 0.92), u(0.0, 0.5),
                   u(0.06, 0.25), serif_i=True)
-        # California's 6 and 9 end in straight strokes; the EU's DIN-like and the UK's faces curve them.
-        return replace(s, straight_tails=s.round >= 2.3)
+        # California's 6 and 9 end in straight strokes and its Q's tail is a nick; the EU's DIN-like and the UK's
+        # faces curve them. Derived, not drawn, so that seeded scenes keep their random stream.
+        boxy = s.round >= 2.3
+        return replace(s, straight_tails=boxy, short_q=boxy)
     if family == "uk":
         return Style(u(0.56, 0.68), u(0.12, 0.17), u(1.9, 2.6), rng.random() < 0.2, u(0.65, 1.0),
                      rng.random() < 0.2, rng.random() < 0.85, False, u(0.85, 0.98))
