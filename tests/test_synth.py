@@ -89,22 +89,24 @@ def test_every_glyph_variant_renders_every_character():
     assert not np.array_equal(render_glyph("Q", Style(), 40), render_glyph("Q", Style(short_q=True), 40))
 
 
-def test_straight_tailed_six_and_nine_only_on_faces_that_draw_them():
-    """Boxy US faces, FE and Mercosur end 6 and 9 in straight strokes; DIN-like EU and UK faces curve them."""
+def test_straight_tails_and_short_q_only_on_faces_that_draw_them():
+    """Boxy US faces, FE and Mercosur end 6 and 9 in straight strokes, and boxy US faces end Q in a nick;
+    DIN-like EU and UK faces curve the tails and cross the Q's ring with its tail."""
     rng = np.random.default_rng(0)
+    short_qs = 0
     for _ in range(200):
         us, uk, br = _style(rng, "us"), _style(rng, "uk"), _style(rng, "br")
         assert us.straight_tails == (us.round >= 2.3) and not uk.straight_tails and br.straight_tails
+        assert us.short_q == us.straight_tails and not uk.short_q and not br.short_q
+        short_qs += us.short_q
+    assert 0 < short_qs < 200
     eu = [_style(rng, "eu") for _ in range(200)]
     assert all(s.straight_tails == (s.round >= 3.5) for s in eu) and 0 < sum(s.straight_tails for s in eu) < 200
+    assert not any(s.short_q for s in eu)
 
 
-def test_short_tailed_q_only_on_boxy_us_faces_and_leaves_the_o_at_its_foot():
-    """California's Q ends in a nick at the ring's foot, nearly an O; other faces' tails reach into the ring."""
-    rng = np.random.default_rng(1)
-    us = [_style(rng, "us") for _ in range(100)]
-    assert all(s.short_q == (s.round >= 2.3) for s in us) and 0 < sum(s.short_q for s in us) < 100
-    assert not any(_style(rng, family).short_q for _ in range(100) for family in ("uk", "br", "eu"))
+def test_short_tailed_q_leaves_the_o_only_at_its_foot():
+    """California's Q ends in a nick at the ring's foot, nearly an O; the other tail reaches into the ring."""
     o = render_glyph("O", Style(), 40)
     short, long = (np.flatnonzero((render_glyph("Q", Style(short_q=q), 40) != o).any(axis=1))[0] for q in (True, False))
     assert short > long + 4  # the first row where the Q leaves the O
