@@ -22,7 +22,8 @@ from models.detector import (DEFAULT_WEIGHTS, MIN_CONFIDENCE, ONNX_WEIGHTS, Dete
                              resolve_weights)
 from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS
-from models.reader import CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, WEAK_DETECTION, PlateReader, confirmed, crop
+from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, READ_EVIDENCE, SURE_DETECTION,
+                           WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
 from models.recognizer import CHARSET, TextRead, decode
 from models.synth.camera import warp
 from models.synth.plates import render_plate
@@ -421,6 +422,18 @@ def test_a_weak_detection_counts_only_when_it_reads_as_a_plate():
                 r.reading(plate, (110, 2, 150, 12), 0.12)]  # overlaps a weak box kept first
     kept = confirmed([x.box for x in readings], [x.detection_confidence for x in readings], readings, 0.25)
     assert kept == [0, 1]
+
+
+def test_an_unsure_wide_box_that_reads_nothing_is_dropped():
+    nothing = decode(ctc_matrix([{c: 0.1} for c in "AB1"]))
+    plate = decode(ctc_matrix([{c: 0.95} for c in "7ABC123"]))
+    assert nothing.confidence < READ_EVIDENCE
+    unsure, w = (SURE_DETECTION + 0.4) / 2, GATED_WIDTH
+    boxes = [(0, 0, w, 10), (100, 0, 100 + w, 10), (200, 0, 200 + w - 1, 10), (300, 0, 300 + w, 10)]
+    dets = [unsure, SURE_DETECTION, unsure, unsure]
+    tries = [[nothing, nothing], [nothing], [nothing], [nothing, plate]]  # the last: its second margin reads
+    # Dropped: the first only; sure, narrower than GATED_WIDTH, or read at some margin, the others stay.
+    assert confirmed_tries(boxes, dets, tries, 0.4) == [(1, 0), (2, 0), (3, 1)]
 
 
 def test_format_decides_confusable_digit_position():
