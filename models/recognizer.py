@@ -99,9 +99,17 @@ def _merge(targets: str, weight: float) -> np.ndarray:
 # fits a format as read beats one that needs swaps, one swap beats no format (0.2 > 1 /
 # FORMAT_PRIOR) and two do not (0.2 ** 2 < 1 / FORMAT_PRIOR).
 LOOKALIKE_WEIGHT = 0.2
+# A swap must also be one the network half-sees: the swapped-in character needs at least this
+# share of the probability of the character read. A plate of a format the table lacks is
+# nearly always one swap from some format of its length; its characters are read with
+# certainty, and swapping them misread it (generated German plates of lacking patterns: 60 %
+# read right with the table, 85 % without formats), while the swaps that fix look-alikes
+# mostly give the other character some probability (README, "the swap floor").
+MIN_SWAP_RATIO = 0.1
 _TARGETS = {"L": LETTERS, "D": DIGITS, "A": CHARSET}  # "A" slots: either kind, nothing merged
 _SHAPE = {"L": _merge(LETTERS, 1.0), "D": _merge(DIGITS, 1.0), "A": _merge(CHARSET, 0.0)}
 _CHOICE = {"L": _merge(LETTERS, LOOKALIKE_WEIGHT), "D": _merge(DIGITS, LOOKALIKE_WEIGHT), "A": _SHAPE["A"]}
+_INDEX = {k: np.array([CHARSET.index(c) + 1 for c in t]) for k, t in _TARGETS.items()}  # columns of `slots`
 
 
 def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> TextRead:
@@ -119,8 +127,10 @@ def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> Tex
     pick = {k: c.argmax(1) for k, c in choice.items()}
     log_choice = {k: np.log(c[rows, pick[k]].astype(np.float64) + 1e-9) for k, c in choice.items()}
     shape = {k: np.minimum(1.0, (slots @ _SHAPE[k])[rows, pick[k]]) for k in _SHAPE}
+    own = {k: slots[rows, _INDEX[k][pick[k]]] for k in _SHAPE}
+    seen = {k: own[k] >= MIN_SWAP_RATIO * confs for k in _SHAPE}  # not a swap, or one the network half-sees
     for fmt in formats:
-        if len(fmt.classes) != len(slots):
+        if len(fmt.classes) != len(slots) or not all(seen[k][i] for i, k in enumerate(fmt.classes)):
             continue
         score = sum(log_choice[k][i] for i, k in enumerate(fmt.classes))
         if score > best_score:

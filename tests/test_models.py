@@ -24,7 +24,7 @@ from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS
 from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, READ_EVIDENCE, SURE_DETECTION,
                            WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
-from models.recognizer import CHARSET, TextRead, decode
+from models.recognizer import CHARSET, MIN_SWAP_RATIO, TextRead, decode
 from models.synth.camera import warp
 from models.synth.plates import render_plate
 from models.synth.scenes import render_closeup, render_scene
@@ -446,12 +446,17 @@ def test_format_decides_confusable_digit_position():
     assert t.char_confidences[3] == pytest.approx(0.95, abs=0.005)  # + the rest's share of D and Q
 
 
-def test_one_lookalike_named_with_certainty_is_swapped_to_fit_a_format():
-    """California 'DLLL DDD': an open-top 4 the network is sure is an L reads as 4; a read
-    that fits a format as it stands is not swapped into another format."""
-    t = decode(ctc_matrix([{"L": 0.97, "4": 0.01}] + [{c: 0.97} for c in "KYR003"]))
+def test_one_lookalike_the_network_half_sees_is_swapped_to_fit_a_format():
+    """California 'DLLL DDD': an open-top 4 read as L, the 4 at a fair share of the L's
+    probability, reads as 4. A character read with certainty is not swapped: German
+    'HH AB 123', a format the table lacks, is one swap from 'LLL-DDDD' and stays as read.
+    A read that fits a format as it stands is not swapped into another format."""
+    t = decode(ctc_matrix([{"L": 0.8, "4": 0.8 * MIN_SWAP_RATIO * 1.5}] + [{c: 0.97} for c in "KYR003"]))
     assert t.text == "4KYR003" and t.region == "us"
-    assert t.char_confidences[0] == pytest.approx(0.98, abs=0.005)
+    assert t.char_confidences[0] == pytest.approx(0.8 * (1 + MIN_SWAP_RATIO * 1.5), abs=0.01)
+    assert decode(ctc_matrix([{"L": 0.8, "4": 0.8 * MIN_SWAP_RATIO * 0.5}] + [{c: 0.97} for c in "KYR003"])).text == "LKYR003"
+    german = decode(ctc_matrix([{c: 0.97} for c in "HHAB123"]))
+    assert german.text == "HHAB123" and german.region is None
     # 'A337HF' fits the Dutch 'L-DDD-LL' as read, though '4337HF' would fit the US 'DDDD LL'.
     assert decode(ctc_matrix([{c: 0.95} for c in "A337HF"])).text == "A337HF"
 
