@@ -52,7 +52,7 @@ CONFIRMED_READ = 0.5
 # for the OCR to see characters on a plate (GATED_WIDTH px), whose best read has next to no
 # evidence of any text (under READ_EVIDENCE) is a car badge, a light or a sign: dropped.
 # Narrower plates often read nothing, so they are not gated. Chosen on generated stills and
-# close-ups and the Romanian validation frames with a rule written first (README, "the gate").
+# close-ups and the Romanian validation frames with a rule written first (README: the unread-box gate).
 SURE_DETECTION = 0.5
 READ_EVIDENCE = 0.05
 GATED_WIDTH = 40
