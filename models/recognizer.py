@@ -104,7 +104,8 @@ LOOKALIKE_WEIGHT = 0.2
 # nearly always one swap from some format of its length; its characters are read with
 # certainty, and swapping them misread it (generated German plates of lacking patterns: 60 %
 # read right with the table, 85 % without formats), while the swaps that fix look-alikes
-# mostly give the other character some probability (README, "the swap floor").
+# mostly give the other character some probability. The cost: an open-top 4 that the network
+# names L with certainty stays L (README, "the swap floor").
 MIN_SWAP_RATIO = 0.1
 _TARGETS = {"L": LETTERS, "D": DIGITS, "A": CHARSET}  # "A" slots: either kind, nothing merged
 _SHAPE = {"L": _merge(LETTERS, 1.0), "D": _merge(DIGITS, 1.0), "A": _merge(CHARSET, 0.0)}
