@@ -112,6 +112,17 @@ def test_short_tailed_q_leaves_the_o_only_at_its_foot():
     assert short > long + 4  # the first row where the Q leaves the O
 
 
+def test_us_open_fours_range_from_full_stems_to_californias_short_one():
+    """California's 4 is nearly an L: its stem starts about half way down; other US dies run it to the top."""
+    def stem_top(stem: float) -> int:
+        mask = render_glyph("4", Style(open_four=True, four_lean=0.0, four_stem=stem), 40)
+        x = int(np.argmax(mask[-8:].sum(axis=0)))  # below the bar only the stem has ink
+        return int(np.flatnonzero(mask[:, x] > 127)[0])
+    assert stem_top(0.7) > stem_top(0.0) + 20
+    stems = [_style(np.random.default_rng(i), "us").four_stem for i in range(200)]
+    assert min(stems) < 0.1 and max(stems) > 0.6
+
+
 def test_us_faces_serif_the_i_across_the_letter():
     """California's I has serifs as wide as a narrow letter; barely wider than the stem it is a T or a 1."""
     for seed in range(5):

@@ -34,6 +34,7 @@ class Style:
     serif_i: bool = False  # US plates: I's serifs span the letter (barely wider than its stem, it reads as T or 1)
     straight_tails: bool = False  # 6 and 9 with straight diagonal tails (boxy US faces, FE, Mercosur)
     short_q: bool = False  # a Q whose tail is a short nick at its foot (boxy US faces): nearly an O
+    four_stem: float = 0.0  # open 4: where its right stem starts, 0..1 of height (California's starts near half way)
 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: float, steps: int = 24) -> Stroke:
@@ -125,7 +126,10 @@ def strokes(ch: str, s: Style) -> list[Stroke]:
         return [_arc(0.5, 0.26, 0.45, 0.26, -160, 90, n) + _arc(0.5, 0.74, 0.5, 0.26, -90, 160, n)]
     if ch == "4":
         if s.open_four:
-            return [[(s.four_lean, 0), (0, 0.66), (1, 0.66)], [(0.72, min(0.12, s.four_lean)), (0.72, 1)]]
+            # A short stem leaves the bar low, as on California's dies, where the 4 is nearly an L.
+            bar = 0.66 + 0.16 * s.four_stem
+            top = max(min(0.12, s.four_lean), s.four_stem)
+            return [[(s.four_lean, 0), (0, bar), (1, bar)], [(0.72, top), (0.72, 1)]]
         return [[(0.72, 1), (0.72, 0), (0, 0.68), (1, 0.68)]]
     if ch == "5":
         return [[(0.92, 0), (0.1, 0), (0.06, 0.46)] + _arc(0.5, 0.68, 0.5, 0.32, -140, 155, n)]
