@@ -124,13 +124,18 @@ def test_us_open_fours_range_from_full_stems_to_californias_short_one():
 
 
 def test_us_faces_serif_the_i_across_the_letter():
-    """California's I has serifs as wide as a narrow letter; barely wider than the stem it is a T or a 1."""
+    """California's I has serifs nearly a letter wide; barely wider than the stem it is a T or a 1."""
+    def ink_width(i_width: float) -> int:
+        return int((render_glyph("I", Style(serif_i=True, i_width=i_width), 64).max(0) > 128).sum())
+    assert ink_width(0.9) > ink_width(0.5) + 10
     for seed in range(5):
         style = _style(np.random.default_rng(seed), "us")
         i = render_glyph("I", style, 64)
         ink_cols = np.nonzero(i.max(0) > 128)[0]
         stem = (i[i.shape[0] // 2] > 128).sum()
         assert style.serif_i and ink_cols.size > 2.5 * stem
+    widths = [_style(np.random.default_rng(i), "us").i_width for i in range(200)]
+    assert min(widths) < 0.55 and max(widths) > 0.9
 
 
 def test_dealer_frame_covers_a_us_plates_edges_up_to_its_text_but_not_the_text():

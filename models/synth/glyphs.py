@@ -35,6 +35,7 @@ class Style:
     straight_tails: bool = False  # 6 and 9 with straight diagonal tails (boxy US faces, FE, Mercosur)
     short_q: bool = False  # a Q whose tail is a short nick at its foot (boxy US faces): nearly an O
     four_stem: float = 0.0  # open 4: where its right stem starts, 0..1 of height (California's starts near half way)
+    i_width: float = 0.5  # serifed I: its box width / a letter's (California's serifs span 0.8-0.9 of a letter)
 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: float, steps: int = 24) -> Stroke:
@@ -149,7 +150,7 @@ def strokes(ch: str, s: Style) -> list[Stroke]:
 def glyph_width(ch: str, s: Style) -> float:
     """Box width / height of a character in this style (1 and I are narrow on every plate)."""
     if ch == "I" and s.serif_i:
-        return s.width * 0.5
+        return s.width * s.i_width
     if ch in "1I":
         return s.width * 0.45
     if ch == "0":

@@ -71,9 +71,11 @@ def _style(rng: np.random.Generator, family: str) -> Style:
                   u(0.06, 0.25), serif_i=True)
         # California's 6 and 9 end in straight strokes and its Q's tail is a nick; the EU's DIN-like and the UK's
         # faces curve them. Derived, not drawn, so that seeded scenes keep their random stream: the 4's stem
-        # (0 to 0.7) takes the low digits of an earlier draw, which are uniform and unrelated to its value.
+        # (0 to 0.7) and the serifed I's width (0.5 to 0.95 of a letter) take the low digits of earlier draws,
+        # which are uniform and unrelated to their values.
         boxy = s.round >= 2.3
-        return replace(s, straight_tails=boxy, short_q=boxy, four_stem=0.7 * (s.w_foot * 1000 % 1))
+        return replace(s, straight_tails=boxy, short_q=boxy, four_stem=0.7 * (s.w_foot * 1000 % 1),
+                       i_width=0.5 + 0.45 * (s.m_depth * 1000 % 1))
     if family == "uk":
         return Style(u(0.56, 0.68), u(0.12, 0.17), u(1.9, 2.6), rng.random() < 0.2, u(0.65, 1.0),
                      rng.random() < 0.2, rng.random() < 0.85, False, u(0.85, 0.98))
