@@ -78,14 +78,10 @@ FORMATS: tuple[PlateFormat, ...] = (
     PlateFormat("eu", "germany", "LL LL DDDD", LETTERS),
     PlateFormat("eu", "germany-1", "L LL DDD", LETTERS),
     PlateFormat("eu", "germany-3", "LLL L DDDD", LETTERS),
-    PlateFormat("eu", "netherlands-1", "LL-DD-LL", _NO_IOQ),
-    PlateFormat("eu", "netherlands-2", "DD-LLL-D", _NO_IOQ),
-    PlateFormat("eu", "netherlands-3", "D-LLL-DD", _NO_IOQ),
-    PlateFormat("eu", "netherlands-4", "LL-DDD-L", _NO_IOQ),
-    PlateFormat("eu", "netherlands-5", "L-DDD-LL", _NO_IOQ),
-    PlateFormat("eu", "netherlands-6", "LLL-DD-L", _NO_IOQ),
-    PlateFormat("eu", "netherlands-7", "DD-LL-LL", _NO_IOQ),
-    PlateFormat("eu", "netherlands-8", "LL-LL-DD", _NO_IOQ),
+    # The Netherlands: named by side code. 1-3 are on cars from before 1978, 12-14 are issued now.
+    *(PlateFormat("eu", f"netherlands-{n}", p, _NO_IOQ) for n, p in enumerate(
+        ("LL-DD-DD", "DD-DD-LL", "DD-LL-DD", "LL-DD-LL", "LL-LL-DD", "DD-LL-LL", "DD-LLL-D", "D-LLL-DD",
+         "LL-DDD-L", "L-DDD-LL", "LLL-DD-L", "L-DD-LLL", "D-LL-DDD", "DDD-LL-D"), start=1)),
     PlateFormat("eu", "romania", "LL DD LLL", _NO_IOQ, _RO_COUNTIES),
     PlateFormat("eu", "romania-b", "L DDD LLL", _NO_IOQ, ("B",)),
     PlateFormat("eu", "romania-b2", "L DD LLL", _NO_IOQ, ("B",)),
@@ -118,28 +114,33 @@ def match_family(text: str, formats: tuple[PlateFormat, ...] = FORMATS) -> str |
     return None
 
 
-_CLASS_RE = re.compile(r"\[(A-Z|0-9|A-Z0-9|0-9A-Z)\](?:\{(\d+)\})?")
+_CLASS_RE = re.compile(r"\[(A-Z|0-9|A-Z0-9|0-9A-Z)\](?:\{(\d+)(?:,(\d+))?\})?")
+MAX_TEMPLATES = 64  # per regex; Germany's lengths, `[A-Z]{1,3}[A-Z]{1,2}[0-9]{1,4}`, make 24
 
 
 def from_regexes(patterns: dict[str, list[str]]) -> tuple[PlateFormat, ...]:
     """Formats for the decoder from config regexes (family -> regexes over A-Z0-9 text).
 
-    Regexes that are a plain sequence of [A-Z], [0-9] and [A-Z0-9] (with {n} counts), as
-    `PlateFormat.regex` writes them, become decoding templates; anything else still
-    tags and filters plates (`family_matcher`) but cannot guide the decoder.
+    Regexes that are a plain sequence of [A-Z], [0-9] and [A-Z0-9] (with {n} or {m,n}
+    counts), as `PlateFormat.regex` writes them, become decoding templates, one per length
+    a count range allows (at most MAX_TEMPLATES); anything else still tags and filters plates
+    (`family_matcher`) but cannot guide the decoder.
     """
     out = []
     for family, regexes in patterns.items():
         for rx in regexes:
             body = rx.removeprefix("^").removesuffix("$")
-            classes, pos = "", 0
+            options, pos = [""], 0
             for m in _CLASS_RE.finditer(body):
-                if m.start() != pos:
+                lo = int(m.group(2) or 1)
+                hi = int(m.group(3) or lo)
+                if m.start() != pos or not lo <= hi or len(options) * (hi - lo + 1) > MAX_TEMPLATES:
                     break
-                classes += {"A-Z": "L", "0-9": "D"}.get(m.group(1), "A") * int(m.group(2) or 1)
+                kind = {"A-Z": "L", "0-9": "D"}.get(m.group(1), "A")
+                options = [o + kind * n for o in options for n in range(lo, hi + 1)]
                 pos = m.end()
-            if pos == len(body) and classes:
-                out.append(PlateFormat(family, rx, classes))
+            if pos == len(body):
+                out += [PlateFormat(family, rx, classes) for classes in dict.fromkeys(options) if classes]
     return tuple(out)
 
 

@@ -21,7 +21,7 @@ from conftest import HELDOUT_FONT, offline_env
 from models.detector import (DEFAULT_WEIGHTS, MIN_CONFIDENCE, ONNX_WEIGHTS, Detection, PlateDetector, _zoom_plate,
                              resolve_weights)
 from models.evaluate import IOU_MATCH, iou
-from models.formats import FORMATS
+from models.formats import FORMATS, MAX_TEMPLATES, from_regexes
 from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, READ_EVIDENCE, SURE_DETECTION,
                            WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
 from models.recognizer import CHARSET, MIN_SWAP_RATIO, TextRead, decode
@@ -485,6 +485,19 @@ def test_format_decides_confusable_pair_on_mercosur():
     assert t.text == "ABC1S22" and t.region == "br"
     # With no formats at all, the unconstrained reading stands.
     assert decode(ctc_matrix(slots), formats=()).text == "ABC152Z"
+
+
+def test_a_configured_count_range_guides_the_decoder_at_every_length_it_allows():
+    """Germany's numbers, 1-3 + 1-2 letters and 1-4 digits, are one config regex; in each length it
+    allows, a digit slot reads the likelier 'O' as '0'."""
+    german = from_regexes({"de": ["^[A-Z]{1,3}[A-Z]{1,2}[0-9]{1,4}$"]})
+    assert {f.classes for f in german} == {"L" * k + "D" * d for k in range(2, 6) for d in range(1, 5)}
+    for head in ("KA", "MAB1", "HHAB12"):
+        t = decode(ctc_matrix([{c: 0.95} for c in head] + [{"O": 0.5, "0": 0.45}]), german)
+        assert t.text == head + "0" and t.region == "de"
+    assert from_regexes({"x": ["^[A-Z]{1,8}[0-9]{1,8}$"]})  # 64 lengths
+    too_many = {"x": ["^[A-Z]{1,99999}[0-9]{1,99999}$", "^[A-Z]{3,1}$"]}
+    assert 8 * 8 <= MAX_TEMPLATES and from_regexes(too_many) == ()  # these tag plates but cannot guide
 
 
 def test_clear_reading_outside_the_formats_is_kept():

@@ -348,7 +348,7 @@ def test_each_still_image_is_a_scene_of_its_own(tmp_path):
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), cv2.imread(str(ROOT / "samples" / "street.jpg")))  # MWY9P85, 9BRG91
     truth = ["MWY9P85", "9BRG91"]
-    for name, seed in (("b.png", 4), ("c.png", 10)):  # other plates, at other places in the frame
+    for name, seed in (("b.png", 21), ("c.png", 10)):  # other plates, at other places in the frame
         scene, plates = render_scene(np.random.default_rng(seed), size=(640, 480))
         cv2.imwrite(str(folder / name), scene)
         truth += [p.text for p in plates]
@@ -359,7 +359,7 @@ def test_each_still_image_is_a_scene_of_its_own(tmp_path):
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert (sorted(e["plate"] for e in events) == sorted(truth)
-            == sorted(["MWY9P85", "9BRG91", "K19EDB", "YN537RV", "EL81254"]))
+            == sorted(["MWY9P85", "9BRG91", "CV63HWM", "W41PHS", "XYH1Z", "EL81254"]))
     assert [e["first_seen"]["frame"] for e in events] == sorted(e["first_seen"]["frame"] for e in events)
     assert len({e["track_id"] for e in events}) == len(events)
 
