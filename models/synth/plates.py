@@ -70,9 +70,10 @@ def _style(rng: np.random.Generator, family: str) -> Style:
                   rng.random() < 0.1, rng.random() < 0.25, rng.random() < 0.1, u(0.72, 0.92), u(0.0, 0.5),
                   u(0.06, 0.25), serif_i=True)
         # California's 6 and 9 end in straight strokes and its Q's tail is a nick; the EU's DIN-like and the UK's
-        # faces curve them. Derived, not drawn, so that seeded scenes keep their random stream: the 4's stem
-        # (0 to 0.7) and the serifed I's width (0.5 to 0.95 of a letter) take the low digits of earlier draws,
-        # which are uniform and unrelated to their values.
+        # faces curve them. Derived, not drawn, so that no draw is added to seeded scenes: the 4's stem (0 to
+        # 0.7) and the serifed I's width (0.5 to 0.95 of a letter) take the low digits of earlier draws, which
+        # are uniform and unrelated to their values. (A wider I still widens its plate, and so can shift the
+        # draws that follow it.)
         boxy = s.round >= 2.3
         return replace(s, straight_tails=boxy, short_q=boxy, four_stem=0.7 * (s.w_foot * 1000 % 1),
                        i_width=0.5 + 0.45 * (s.m_depth * 1000 % 1))
