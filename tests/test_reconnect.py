@@ -125,8 +125,11 @@ def state_lines(caplog, camera_id: str) -> list[str]:
             if r.name == "stream.capture" and r.levelno >= logging.INFO and r.getMessage().startswith(prefix)]
 
 
-def start_streaming(rtsp_server):
-    """An RTSP server on a free port and a capture (cam0) reading it into a Consumer."""
+def start_streaming(rtsp_server, caplog):
+    """An RTSP server on a free port and a capture (cam0) reading it into a Consumer, once 20
+    frames have come with no reconnect between the 10th and the 20th. A first connection
+    slower than STALL_S (the handshake alone is about 1.5 s on a loaded machine) is retried
+    like any other: what the caller asserts starts from here, and `caplog` is cleared."""
     port = free_port()
     server = rtsp_server(port)
     q: queue.Queue = queue.Queue(maxsize=8)
@@ -134,15 +137,19 @@ def start_streaming(rtsp_server):
                       max_backoff_seconds=MAX_BACKOFF_S)
     consumer = Consumer(q)
     capture.start()
+    wait_for(lambda: len(consumer.frames()) >= 10, timeout=30)
+    settled = capture.reconnects
+    wait_for(lambda: len(consumer.frames()) >= 20, timeout=30)
+    assert capture.state == "streaming" and capture.reconnects == settled and capture.fps == pytest.approx(FPS)
+    caplog.clear()
     return port, server, capture, consumer
 
 
 def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, caplog):
     caplog.set_level(logging.INFO, logger="stream.capture")
-    port, server, capture, consumer = start_streaming(rtsp_server)
+    port, server, capture, consumer = start_streaming(rtsp_server, caplog)
     try:
-        wait_for(lambda: len(consumer.frames()) >= 10, timeout=30)
-        assert capture.state == "streaming" and capture.reconnects == 0 and capture.fps == pytest.approx(FPS)
+        reconnects = capture.reconnects
         server.kill()  # an outage: the stream is gone and the port refuses connections
         server.wait()
         lost = time.monotonic()
@@ -150,7 +157,7 @@ def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, cap
         print(f"\nRTSP server killed: capture reconnecting after {time.monotonic() - lost:.2f} s "
               f"({capture.last_error})")
         time.sleep(2.0)  # down for a while: attempts fail, refused
-        assert capture.state == "reconnecting" and capture.reconnects >= 1
+        assert capture.state == "reconnecting" and capture.reconnects > reconnects
         assert capture.last_error == f"cannot open rtsp://127.0.0.1:{port}/x"
         before = len(consumer.frames())
         rtsp_server(port)
@@ -159,7 +166,7 @@ def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, cap
         recovery = next(t for t, i in consumer.items[before:] if isinstance(i, Frame)) - restarted
         print(f"RTSP recovery: {recovery:.2f} s from server restart to the first new frame "
               f"(max_backoff_seconds {MAX_BACKOFF_S:g}, {capture.reconnects} reconnects)")
-        assert capture.state == "streaming" and capture.reconnects >= 1
+        assert capture.state == "streaming"
         # one retry pause at most, then the RTSP handshake (about 1.5 s here)
         assert recovery < MAX_BACKOFF_S + 6.0
     finally:
@@ -172,14 +179,14 @@ def test_a_killed_rtsp_server_is_reconnected_when_it_comes_back(rtsp_server, cap
     assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)  # numbering goes on across connections
     ends = [i for _, i in consumer.items if isinstance(i, EndOfStream)]
     assert ends == [consumer.items[-1][1]] and ends[0].error is None  # one end marker: at stop
-    assert state_lines(caplog, "cam0") == ["streaming", "reconnecting", "streaming", "ended"]
+    assert state_lines(caplog, "cam0") == ["reconnecting", "streaming", "ended"]
 
 
 def test_a_stalled_rtsp_server_is_dropped_after_stall_seconds(rtsp_server, caplog):
     caplog.set_level(logging.INFO, logger="stream.capture")
-    port, server, capture, consumer = start_streaming(rtsp_server)
+    port, server, capture, consumer = start_streaming(rtsp_server, caplog)
     try:
-        wait_for(lambda: len(consumer.frames()) >= 10, timeout=30)
+        reconnects = capture.reconnects
         server.send_signal(signal.SIGSTOP)  # connections stay open, nothing comes: a stall
         stopped = time.monotonic()
         wait_for(lambda: capture.state == "reconnecting", timeout=3 * STALL_S)
@@ -194,12 +201,12 @@ def test_a_stalled_rtsp_server_is_dropped_after_stall_seconds(rtsp_server, caplo
         server.send_signal(signal.SIGCONT)
         before = len(consumer.frames())
         wait_for(lambda: len(consumer.frames()) >= before + 10, timeout=30)
-        assert capture.state == "streaming" and capture.reconnects >= 1
+        assert capture.state == "streaming" and capture.reconnects > reconnects
     finally:
         capture.stop_event.set()
         capture.join(timeout=5)
         server.kill()  # the reader abandoned on the stall gets its read back now
-    assert state_lines(caplog, "cam0") == ["streaming", "reconnecting", "streaming", "ended"]
+    assert state_lines(caplog, "cam0") == ["reconnecting", "streaming", "ended"]
 
 
 def test_an_unreachable_camera_retries_with_growing_pauses_and_others_finish(tmp_path, caplog, capfd):
