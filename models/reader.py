@@ -170,6 +170,9 @@ class PlateReader:
                  imgsz: int = IMGSZ, detect: bool = True, half: bool = True, zoom_out: bool = True):
         """`detect=False` loads the recognizer only, for `read_crops`; `half`: fp16 detector on CUDA;
         `zoom_out`: the detector's pass for close-ups (`models.detector`)."""
+        for name, value in (("min_confidence", min_confidence), ("detection_confidence", detection_confidence)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ModelError(f"{name} must be a number from 0 to 1, got {value!r}")
         self.detector = PlateDetector(detector_weights, device=device, half=half, imgsz=imgsz,
                                       zoom_out=zoom_out) if detect else None
         self.recognizer = PlateRecognizer(ocr_weights, device=device)

@@ -208,6 +208,23 @@ def test_evaluate_cli_broken_dataset(tmp_path, case):
     assert r.stdout.strip() == ""
 
 
+@pytest.mark.parametrize("kwargs", [{"min_confidence": 2.0}, {"min_confidence": "0.5"},
+                                    {"detection_confidence": -0.1}, {"min_confidence": float("nan")}])
+def test_reader_confidences_out_of_range(kwargs):
+    with pytest.raises(ModelError) as e:
+        PlateReader(device="cpu", **kwargs)
+    name = next(iter(kwargs))
+    assert f"{name} must be a number from 0 to 1" in str(e.value) and _one_line(str(e.value))
+
+
+def test_reader_cli_min_confidence_out_of_range(tmp_path):
+    image = _garbage(tmp_path / "x.jpg", 500)
+    r = run_module("models.reader", image, "--min-confidence", "2", "--device", "cpu", tmp_path=tmp_path)
+    assert r.returncode == 2
+    errors = _stderr_errors(r.stderr)
+    assert len(errors) == 1 and "min_confidence must be a number from 0 to 1, got 2.0" in errors[0], r.stderr
+
+
 def test_evaluate_cli_missing_dataset_folder(tmp_path):
     r = run_module("models.evaluate", tmp_path / "no-such-set", tmp_path=tmp_path, timeout=120)
     assert r.returncode == 2
