@@ -296,7 +296,8 @@ class Config:
     voting: VotingConfig = field(default_factory=VotingConfig)
     # family -> regexes over A-Z0-9 text; tag each plate with its family, and with
     # voting.require_format reject what matches none. Sequences of [A-Z], [0-9] and
-    # [A-Z0-9] with {n} or {m,n} counts also guide the OCR decoder (README, "Configuration").
+    # [A-Z0-9] with {n} or {m,n} counts, after an optional group of region codes, also
+    # guide the OCR decoder (README, "Configuration").
     plate_formats: dict[str, list[str]] = field(default_factory=_default_formats)
     publisher: PublisherConfig = field(default_factory=PublisherConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)

@@ -46,7 +46,7 @@ class PlateFormat:
         return "|" in self.pattern
 
     def matches(self, text: str) -> bool:
-        if len(text) != len(self.classes):
+        if len(text) != len(self.classes) or self.prefixes and not text.startswith(self.prefixes):
             return False
         for c, k in zip(text, self.classes):
             if k == "L" and c not in LETTERS or k == "D" and c not in DIGITS:
@@ -54,8 +54,11 @@ class PlateFormat:
         return True
 
     def regex(self) -> str:
-        """A regex over A-Z0-9 text (separators dropped), for config files."""
-        return "^" + "".join({"L": "[A-Z]", "D": "[0-9]", "A": "[A-Z0-9]"}[k] for k in self.classes) + "$"
+        """A regex over A-Z0-9 text (separators dropped), for config files; the region codes
+        the number starts with, if any, as a group of alternatives."""
+        head = f"({'|'.join(self.prefixes)})" if self.prefixes else ""
+        rest = self.classes[len(self.prefixes[0]) if self.prefixes else 0:]
+        return "^" + head + "".join({"L": "[A-Z]", "D": "[0-9]", "A": "[A-Z0-9]"}[k] for k in rest) + "$"
 
 
 FORMATS: tuple[PlateFormat, ...] = (
@@ -107,14 +110,18 @@ def clean(text: str) -> str:
 
 
 def match_family(text: str, formats: tuple[PlateFormat, ...] = FORMATS) -> str | None:
-    """The family of the first format `text` (cleaned) matches, else None."""
-    for f in formats:
+    """The family of the first format `text` (cleaned) matches, those naming region codes
+    first (where a shape is shared, the code is the stronger evidence: Romania's `LL DD LLL`
+    is also the UK's), else None."""
+    for f in sorted(formats, key=lambda f: not f.prefixes):
         if f.matches(text):
             return f.family
     return None
 
 
 _CLASS_RE = re.compile(r"\[(A-Z|0-9|A-Z0-9|0-9A-Z)\](?:\{(\d+)(?:,(\d+))?\})?")
+# A leading group of region codes, as `PlateFormat.regex` writes them: `(AB|AG|B)`.
+_PREFIX_RE = re.compile(r"\(([A-Z0-9]+(?:\|[A-Z0-9]+)*)\)")
 MAX_TEMPLATES = 64  # per regex; Germany's lengths, `[A-Z]{1,3}[A-Z]{1,2}[0-9]{1,4}`, make 24
 
 
@@ -122,15 +129,17 @@ def from_regexes(patterns: dict[str, list[str]]) -> tuple[PlateFormat, ...]:
     """Formats for the decoder from config regexes (family -> regexes over A-Z0-9 text).
 
     Regexes that are a plain sequence of [A-Z], [0-9] and [A-Z0-9] (with {n} or {m,n}
-    counts), as `PlateFormat.regex` writes them, become decoding templates, one per length
-    a count range allows (at most MAX_TEMPLATES); anything else still tags and filters plates
-    (`family_matcher`) but cannot guide the decoder.
+    counts), after an optional group of region codes of one length, as `PlateFormat.regex`
+    writes them, become decoding templates, one per length a count range allows (at most
+    MAX_TEMPLATES); anything else still tags and filters plates (`family_matcher`) but
+    cannot guide the decoder.
     """
     out = []
     for family, regexes in patterns.items():
         for rx in regexes:
             body = rx.removeprefix("^").removesuffix("$")
-            options, pos = [""], 0
+            codes, pos = _region_codes(body)
+            options = ["".join(_kind(c) for c in zip(*codes))]
             for m in _CLASS_RE.finditer(body):
                 lo = int(m.group(2) or 1)
                 hi = int(m.group(3) or lo)
@@ -140,13 +149,28 @@ def from_regexes(patterns: dict[str, list[str]]) -> tuple[PlateFormat, ...]:
                 options = [o + kind * n for o in options for n in range(lo, hi + 1)]
                 pos = m.end()
             if pos == len(body):
-                out += [PlateFormat(family, rx, classes) for classes in dict.fromkeys(options) if classes]
+                out += [PlateFormat(family, rx, classes, prefixes=codes) for classes in dict.fromkeys(options) if classes]
     return tuple(out)
 
 
+def _region_codes(body: str) -> tuple[tuple[str, ...], int]:
+    """The region codes of a regex body's leading group, if it has one and they are of one
+    length, and where the rest of the body starts."""
+    m = _PREFIX_RE.match(body)
+    codes = tuple(m.group(1).split("|")) if m else ()
+    return (codes, m.end()) if len({len(c) for c in codes}) == 1 else ((), 0)
+
+
+def _kind(chars: tuple[str, ...]) -> str:
+    """The class (L, D or A) of one position of region codes: what its characters are."""
+    return "L" if all(c in LETTERS for c in chars) else "D" if all(c in DIGITS for c in chars) else "A"
+
+
 def family_matcher(patterns: dict[str, list[str]]):
-    """text -> the first family one of whose regexes matches the whole text, else None."""
+    """text -> the first family one of whose regexes matches the whole text, else None; those
+    starting with a group of region codes are tried first, as in `match_family`."""
     compiled = [(family, re.compile(rx)) for family, regexes in patterns.items() for rx in regexes]
+    compiled.sort(key=lambda c: not _region_codes(c[1].pattern.removeprefix("^"))[0])
 
     def family_of(text: str) -> str | None:
         return next((family for family, rx in compiled if rx.fullmatch(text)), None)

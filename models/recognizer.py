@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from models.errors import ModelError
-from models.formats import DIGITS, FORMATS, LETTERS, LOOKALIKES, PlateFormat
+from models.formats import DIGITS, FORMATS, LETTERS, LOOKALIKES, PlateFormat, match_family
 from models.ocr.alpr_crnn import INPUT_H, INPUT_W, Model
 
 OCR_DIR = Path(__file__).parent / "ocr"
@@ -138,6 +138,8 @@ def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> Tex
             text = "".join(_TARGETS[k][pick[k][i]] for i, k in enumerate(fmt.classes))
             best, best_score = (text, np.array([shape[k][i] for i, k in enumerate(fmt.classes)]), fmt.family), score
     text, confs, region = best
+    if region:  # a shape families share (Romania's `LL DD LLL` is the UK's): the one whose region code it has
+        region = match_family(text, formats) or region
     return TextRead(text, float(np.prod(confs)), [float(c) for c in confs], region)
 
 

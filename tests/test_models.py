@@ -21,7 +21,8 @@ from conftest import HELDOUT_FONT, offline_env
 from models.detector import (DEFAULT_WEIGHTS, MIN_CONFIDENCE, ONNX_WEIGHTS, Detection, PlateDetector, _zoom_plate,
                              resolve_weights)
 from models.evaluate import IOU_MATCH, iou
-from models.formats import FORMATS, MAX_TEMPLATES, from_regexes
+from config.schema import Config
+from models.formats import FORMATS, MAX_TEMPLATES, family_matcher, from_regexes, match_family
 from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, READ_EVIDENCE, SURE_DETECTION,
                            WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
 from models.recognizer import CHARSET, MIN_SWAP_RATIO, TextRead, decode
@@ -442,7 +443,7 @@ def test_format_decides_confusable_digit_position():
     slots = [{c: 0.95} for c in "AB1"] + [{"O": 0.5, "0": 0.45}] + [{c: 0.95} for c in "CDE"]
     t = decode(ctc_matrix(slots))
     assert t.text == "AB10CDE"
-    assert t.region in ("uk", "eu")  # the UK shape is also Romania's 'LL DD LLL'
+    assert t.region == "eu"  # the UK shape is also Romania's 'LL DD LLL', and AB is Alba's code
     assert t.char_confidences[3] == pytest.approx(0.95, abs=0.005)  # + the rest's share of D and Q
 
 
@@ -474,7 +475,22 @@ def test_format_decides_confusable_letter_position():
     (the free reading 'AB12C8E' fits no format)."""
     slots = [{c: 0.95} for c in "AB12C"] + [{"8": 0.5, "B": 0.45}] + [{"E": 0.95}]
     t = decode(ctc_matrix(slots))
-    assert t.text == "AB12CBE" and t.region in ("uk", "eu")
+    assert t.text == "AB12CBE" and t.region == "eu"
+
+
+def test_region_of_a_shared_shape_follows_its_region_code():
+    """UK 'LLDD LLL' is also Romania's 'LL DD LLL', whose numbers start with a county code:
+    a number with one is Romanian, any other British. Bucharest's 'B DD LLL' likewise wins
+    over the US 'LDD LLL'. The decoder, the table and the config's regexes agree."""
+    cases = {"LS15EBC": "uk", "AB12CDE": "eu", "B21GSB": "eu", "ABC1234": "us", "R123ABC": None}
+    family_of = family_matcher(Config().plate_formats)
+    for text, family in cases.items():
+        assert match_family(text) == family_of(text) == family, text
+        if family:
+            assert decode(ctc_matrix([{c: 0.97} for c in text])).region == family, text
+    # the config's regexes make the table's decoding templates, region codes and all
+    assert ({(f.family, f.classes, f.prefixes) for f in from_regexes(Config().plate_formats)}
+            == {(f.family, f.classes, f.prefixes) for f in FORMATS})
 
 
 def test_format_decides_confusable_pair_on_mercosur():
