@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 import pytest
 
+from config.schema import Config
 from conftest import HELDOUT_FONT, offline_env
 from models.detector import (DEFAULT_WEIGHTS, MIN_CONFIDENCE, ONNX_WEIGHTS, Detection, PlateDetector, _zoom_plate,
                              resolve_weights)
 from models.evaluate import IOU_MATCH, iou
-from config.schema import Config
 from models.formats import FORMATS, MAX_TEMPLATES, family_matcher, from_regexes, match_family
 from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, READ_EVIDENCE, SURE_DETECTION,
                            WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
