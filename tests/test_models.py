@@ -185,6 +185,8 @@ def test_reads_crops_boxed_at_the_number_alone(reader):
     assert rate >= MIN_EXACT_NUMBER_BOXED, f"exact {rate:.2f} < {MIN_EXACT_NUMBER_BOXED}; {_report(pairs)}"
 
 
+# EasyOCR's loader asks for pinned memory whatever the device; torch warns of it without a GPU.
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true:UserWarning")
 def test_reads_through_easyocr_api(reader):
     """EasyOCR's own entry point runs our network (its layout is a working custom model)."""
     rng, plates = heldout_plates(EASYOCR_SEED, N_EASYOCR)
