@@ -54,6 +54,11 @@ class CameraConfig:
     source: str | int  # rtsp:// http(s):// URL, webcam index, video file, image file or folder of images
     roi: list[list[float]] | None = None  # polygon [[x, y], ...] in pixels; plates outside are ignored
     max_fps: float | None = None  # process at most this many frames per second (None: every frame)
+    # Also detect in overlapping tiles at near native scale (models.detector.TILE_SCALE), for
+    # small plates in large frames (a 60 px plate in 1080p is 16 px at the network's 512): a
+    # traffic camera's overview. Costs six more network calls per detected 1080p frame, two
+    # per 720p one. Image files and folders are always read so.
+    tiles: bool = False
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(self.id != "" and all(c.isalnum() or c in "-_" for c in self.id), f"{path}id",

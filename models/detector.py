@@ -46,6 +46,18 @@ ZOOM_MIN_WIDTH = 1 / 3
 # camera (the UK video, replayed at its pace) 60 ms of latency; skipped so, none.
 ZOOM_SKIP_BELOW = 1 / 8
 ZOOM_HINT_CONFIDENCE = 0.1
+# Stills larger than the network's input lose small plates to the shrink: a 60 px plate in a
+# 1920x1080 frame is 16 px at 512. A still whose longer side is over TILE_SCALE x imgsz is
+# also read in overlapping square tiles of that size (a 60 px plate is then 40 px), and a tile's
+# box touching one of its inner edges (a plate cut there) is dropped: TILE_OVERLAP of a tile is
+# shared with its neighbour, so any plate up to that wide lies whole in some tile, and a wider
+# one is found by the whole-frame pass. A 1920x1080 still takes 6 tiles.
+TILE_SCALE = 1.5
+TILE_OVERLAP = 0.25
+# Boxes that share more than this share of the smaller one's area are one plate seen twice
+# (two passes, two tiles, or two overlapping readings of one line of lettering): the most
+# confident is kept.
+SAME_PLATE = 0.5
 MAX_BATCH = 32  # frames per network call (a TensorRT engine is built for at most this many)
 # Minimum detection confidence: on the real validation frames 0.4 halved the boxes that
 # match no plate (48 -> 24 of 107 frames) for 1 of 131 plates missed.
@@ -157,9 +169,11 @@ class PlateDetector:
         self.zoom_imgsz = max(backend.imgsz) if hasattr(backend, "imgsz") and not backend.dynamic else ZOOM_IMGSZ
 
     def detect(self, images: list[np.ndarray], conf: float = MIN_CONFIDENCE, stills: bool = False,
-               weak: float | None = None) -> list[list[Detection]]:
-        """BGR images -> plate detections per image. `stills`: the zoom-out pass on every image
-        (no next frame makes up for a miss); else skipped on CPU as ZOOM_SKIP_BELOW says.
+               weak: float | None = None, tiled: list[bool] | None = None) -> list[list[Detection]]:
+        """BGR images -> plate detections per image, one box per plate. `stills`: the zoom-out
+        pass on every image and tiles on large ones (no next frame makes up for a miss); else
+        the zoom-out pass is skipped on CPU as ZOOM_SKIP_BELOW says. `tiled`: per image, whether
+        large ones are also read in tiles (default: `stills`).
         `weak`: also the first pass's boxes down to this confidence, for a caller that confirms
         them by other means (the still reader, by what they read); they decide nothing here."""
         low = conf if weak is None else min(conf, weak)
@@ -176,7 +190,28 @@ class PlateDetector:
                 strong = [d for d in dets if d.confidence >= conf]
                 large = [z for z in zdets if _zoom_plate(z, strong, img.shape[1], img.shape[0])]
                 out.append([d for d in dets if not any(_mostly_inside(d.box, z.box) for z in large)] + large)
-        return out
+        for k, tile in enumerate([stills] * len(images) if tiled is None else tiled):
+            if tile:
+                out[k] = out[k] + self._tiled(images[k], low)
+        return [_one_per_plate(dets) for dets in out]
+
+    def _tiled(self, img: np.ndarray, conf: float) -> list[Detection]:
+        """The boxes found in TILE_SCALE tiles of a large still, less those cut by a tile's inner edge."""
+        h, w = img.shape[:2]
+        size = round(TILE_SCALE * self.imgsz)
+        if max(h, w) <= size:
+            return []
+        tiles = [(x, y) for y in _starts(h, size) for x in _starts(w, size)]
+        found = []
+        for k in range(0, len(tiles), MAX_BATCH):
+            chunk = tiles[k:k + MAX_BATCH]
+            dets = self._predict([img[y:y + size, x:x + size] for x, y in chunk], self.imgsz, [1.0] * len(chunk), conf)
+            for (x, y), ds in zip(chunk, dets):
+                th, tw = min(size, h - y), min(size, w - x)
+                found += [Detection((b[0] + x, b[1] + y, b[2] + x, b[3] + y), d.confidence) for d in ds
+                          for b in [d.box] if not ((x > 0 and b[0] <= 1) or (y > 0 and b[1] <= 1)
+                                                   or (x + tw < w and b[2] >= tw - 1) or (y + th < h and b[3] >= th - 1))]
+        return found
 
     def _one_call(self, chunk: list[np.ndarray], conf: float, low: float) -> tuple[list, list]:
         """Both passes' detections (the first pass's down to `low`), in one network call: on a
@@ -266,6 +301,33 @@ def _zoom_plate(z: Detection, found: list[Detection], w: int, h: int) -> bool:
     return (width > ZOOM_MIN_WIDTH * max(w, h) and not (z.box[0] <= 1 and z.box[2] >= w - 1)
             and not any(d.box[2] - d.box[0] < width / 3 and d.confidence >= z.confidence
                         for d in found if _mostly_inside(d.box, z.box)))
+
+
+def _starts(length: int, size: int) -> list[int]:
+    """Tile origins along one side: tiles of `size` overlapping by at least TILE_OVERLAP, the last
+    one flush with the end."""
+    if length <= size:
+        return [0]
+    n = int(np.ceil((length - size) / (size * (1 - TILE_OVERLAP)))) + 1
+    return [round(i * (length - size) / (n - 1)) for i in range(n)]
+
+
+def _one_per_plate(dets: list[Detection]) -> list[Detection]:
+    """The most confident of each group of boxes that SAME_PLATE says are one plate."""
+    kept: list[Detection] = []
+    for d in sorted(dets, key=lambda d: -d.confidence):
+        if not any(_shared(d.box, k.box) > SAME_PLATE for k in kept):
+            kept.append(d)
+    return kept
+
+
+def _shared(a, b) -> float:
+    """The share of the smaller box's area that lies in the other."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    return ix * iy / max(1e-9, min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])))
 
 
 def _mostly_inside(box, outer) -> bool:

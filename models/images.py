@@ -4,7 +4,8 @@ so that the stream's capture need not import the models):
 - which files are images, judged by their content (whether an OpenCV decoder knows it), not
   by their names: the one rule for the still-image reader and the stream's image sources;
 - `letterbox`: an image fitted into a frame of another size (the detector's zoom-out pass,
-  the saved annotated video).
+  the saved annotated video);
+- `size_problem`: what is wrong with an image's size, if anything.
 """
 from __future__ import annotations
 
@@ -12,6 +13,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+
+# The longest image side read: an 8K frame (7680 px) is read, a larger one is refused rather
+# than tiled into hundreds of network calls (a 16k x 16k still would take 22 x 22 tiles).
+MAX_SIDE = 8192
+
+
+def size_problem(img: np.ndarray) -> str | None:
+    """Why an image array cannot be read for its size (empty, or over MAX_SIDE), else None."""
+    h, w = img.shape[:2] if img.ndim >= 2 else (0, 0)
+    if h == 0 or w == 0:
+        return f"empty image: {w}x{h} px"
+    if max(h, w) > MAX_SIDE:
+        return f"image too large: {w}x{h} px (at most {MAX_SIDE} px a side)"
+    return None
 
 
 def is_image(path: Path) -> bool:

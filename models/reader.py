@@ -19,7 +19,7 @@ import numpy as np
 
 from models.detector import IMGSZ, MIN_CONFIDENCE, PlateDetector
 from models.errors import ModelError
-from models.images import folder_images
+from models.images import folder_images, size_problem
 from models.recognizer import OCR_DIR, NETWORK, PlateRecognizer, TextRead
 
 # The recognizer was trained on boxes a few percent looser than the plate; detector
@@ -56,6 +56,9 @@ CONFIRMED_READ = 0.5
 SURE_DETECTION = 0.5
 READ_EVIDENCE = 0.05
 GATED_WIDTH = 40
+# No plate format anywhere has more characters than this (US and EU numbers run to 8): a box
+# whose best read is longer is lettering (a sign, a truck's side, a shop front), dropped.
+MAX_PLATE_CHARS = 8
 
 
 @dataclass
@@ -85,7 +88,10 @@ def load_image(path: str | Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise ModelError(f"unreadable image (not a supported image file or corrupt): {path}")
-    return img
+    try:
+        return to_bgr(img)
+    except ModelError as e:
+        raise ModelError(f"{e}: {path}") from None
 
 
 def image_paths(paths: list[Path]) -> list[Path]:
@@ -107,7 +113,9 @@ def image_paths(paths: list[Path]) -> list[Path]:
 
 
 def to_bgr(img: np.ndarray) -> np.ndarray:
-    """Any 8-bit grey, BGR or BGRA array as BGR."""
+    """Any 8-bit grey, BGR or BGRA array, up to MAX_SIDE px a side, as BGR."""
+    if problem := size_problem(img):
+        raise ModelError(problem)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.ndim == 3 and img.shape[2] == 4:
@@ -152,12 +160,14 @@ def confirmed_tries(boxes: list, detection_confidences: list[float], tries: list
     """`confirmed` for detections each read at several margins (`tries`, CROP_MARGIN's read
     first): which count, decided on that first read alone (more tries would give a weak box on
     a sign more chances to read as a plate), each with the index of its most confident read;
-    less the unsure, unread boxes that SURE_DETECTION says are no plate."""
+    less the unsure, unread boxes that SURE_DETECTION says are no plate and the lettering that
+    MAX_PLATE_CHARS says is none."""
     keep = confirmed(boxes, detection_confidences, [t[0] for t in tries], threshold)
     best = [(i, max(range(len(tries[i])), key=lambda k: tries[i][k].confidence)) for i in keep]
     return [(i, k) for i, k in best if not (detection_confidences[i] < SURE_DETECTION
                                             and boxes[i][2] - boxes[i][0] >= GATED_WIDTH
-                                            and tries[i][k].confidence < READ_EVIDENCE)]
+                                            and tries[i][k].confidence < READ_EVIDENCE)
+            and len(tries[i][k].text) <= MAX_PLATE_CHARS]
 
 
 def _overlap(a, b) -> bool:

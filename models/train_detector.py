@@ -2,11 +2,12 @@
 
     python -m models.train_detector [--synthetic 3000] [--epochs 60] [--imgsz 640] [--resume]
 
-1. Builds `data/detector/` (YOLO layout): generated scenes (`models/synth/scenes.py`),
-   a share of them drawn over real frames, plus the real labelled frames of `--real`
-   (default `../shared/data/detect-romanian`, MIT licence; skipped if absent) and close-ups
-   cut from them (`--closeups`), in some of which the real plate is swapped for a generated
-   one of another family, so real cars carry US, UK and Brazilian plates too.
+1. Builds `data/detector/` (YOLO layout): generated scenes (`models/synth/scenes.py`), a share of them drawn over real frames, plus the real
+   labelled frames of each `--real` folder (default `../shared/data/detect-romanian`, MIT,
+   and `../shared/data/detect-openlpr`, Apache-2.0, less its hold-out `openlpr_holdout`;
+   skipped if absent) and close-ups cut from them (`--closeups`; the plate 60 px to 95 % of a
+   640x480 view), in some of which the real plate is swapped for a generated one of another
+   family, so real cars carry US, UK and Brazilian plates too.
 2. Trains ultralytics YOLOv8n from `yolov8n.yaml` (device auto: CUDA when present), or goes
    on from `--weights`, checkpointing every epoch in `runs/detect/plates/` (`--resume`
    continues an interrupted run).
@@ -19,6 +20,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +34,26 @@ from models.synth.scenes import paste_plate, render_scene
 
 DATA = ROOT / "data" / "detector"
 RUN = ROOT / "runs" / "detect"
+SHARED = ROOT.parent / "shared" / "data"
+# Close-ups: the plate's width in a 640x480 view, log-uniform (a toll gate's view up to 95 %).
+CLOSEUP_WIDTHS = (60, 608)
+
+
+def openlpr_holdout(image: Path) -> bool:
+    """Whether a frame of a flat `images/` + `labels/` set (detect-openlpr) is in the dev
+    hold-out that is never trained on: one in five, by a stable hash of its name."""
+    return zlib.crc32(image.stem.encode()) % 5 == 0
+
+
+def real_frames(root: Path) -> dict[str, list[Path]]:
+    """A real YOLO set's frames by split: `train/` and `valid/` folders as they are, or for a
+    flat `images/` folder all but the hold-out as train (the hold-out is neither trained nor
+    validated on: it judges the weights in `models.panel`)."""
+    if (root / "train" / "images").is_dir():
+        return {"train": sorted((root / "train" / "images").glob("*.jpg")),
+                "val": sorted((root / "valid" / "images").glob("*.jpg"))}
+    images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return {"train": [p for p in images if not openlpr_holdout(p)], "val": []}
 
 
 def read_yolo_labels(path: Path, w: int, h: int) -> list[tuple[float, float, float, float]]:
@@ -90,7 +112,7 @@ def _swap_plate(rng: np.random.Generator, img: np.ndarray, box) -> tuple[float, 
 
 def _closeup_job(args: tuple[int, str, str]) -> None:
     """A window cut from a real frame around one of its plates, scaled so that the plate is
-    60-320 px wide in a 640x480 image: the parking-lot and gate views dashcam frames lack."""
+    CLOSEUP_WIDTHS px wide in a 640x480 image: the parking-lot and gate views dashcam frames lack."""
     i, split, path = args
     rng = np.random.default_rng([8, i])
     img = cv2.imread(path)
@@ -100,11 +122,14 @@ def _closeup_job(args: tuple[int, str, str]) -> None:
     if rng.random() < 0.6:
         boxes = [_swap_plate(rng, img, b) for b in boxes]
     x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
-    scale = np.exp(rng.uniform(np.log(60), np.log(320))) / max(1.0, x2 - x1)
+    scale = np.exp(rng.uniform(*np.log(CLOSEUP_WIDTHS))) / max(1.0, x2 - x1)
     out_w, out_h = 640, 480
     win_w, win_h = out_w / scale, out_h / scale
-    cx = (x1 + x2) / 2 + rng.uniform(-0.35, 0.35) * win_w
-    cy = (y1 + y2) / 2 + rng.uniform(-0.3, 0.35) * win_h
+    # The plate anywhere it fits whole (a wide one barely moves from the centre).
+    room_x = max(0.0, (win_w - (x2 - x1)) / 2 / win_w) * 0.9
+    room_y = max(0.0, (win_h - (y2 - y1)) / 2 / win_h) * 0.9
+    cx = (x1 + x2) / 2 + rng.uniform(-min(0.35, room_x), min(0.35, room_x)) * win_w
+    cy = (y1 + y2) / 2 + rng.uniform(-min(0.3, room_y), min(0.35, room_y)) * win_h
     wx, wy = cx - win_w / 2, cy - win_h / 2
     M = np.array([[scale, 0, -wx * scale], [0, scale, -wy * scale]], np.float32)
     out = cv2.warpAffine(img, M, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -120,7 +145,7 @@ def _closeup_job(args: tuple[int, str, str]) -> None:
     _write(split, f"closeup_{i:06d}", degrade(rng, out, scale=4.0, severity=0.7), kept)
 
 
-def build_dataset(n_synth: int, n_closeups: int, real: Path | None, workers: int) -> Path:
+def build_dataset(n_synth: int, n_closeups: int, reals: list[Path], workers: int) -> Path:
     for split in ("train", "val"):
         for kind in ("images", "labels"):
             d = DATA / kind / split
@@ -128,11 +153,14 @@ def build_dataset(n_synth: int, n_closeups: int, real: Path | None, workers: int
             d.mkdir(parents=True)
     backgrounds: list[str] = []
     real_val: list[str] = []
-    if real and real.is_dir():
-        for split, src in (("train", "train"), ("val", "valid")):
-            for img in sorted((real / src / "images").glob("*.jpg")):
+    for real in reals:
+        if not real.is_dir():
+            print(f"skipping {real}: not found")
+            continue
+        for split, frames in real_frames(real).items():
+            for img in frames:
                 os.symlink(img.resolve(), DATA / "images" / split / img.name)
-                label = real / src / "labels" / (img.stem + ".txt")
+                label = img.parent.parent / "labels" / (img.stem + ".txt")
                 shutil.copy(label, DATA / "labels" / split / label.name) if label.exists() else None
                 (backgrounds if split == "train" else real_val).append(str(img.resolve()))
     n_val = max(50, n_synth // 10)
@@ -157,7 +185,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--synthetic", type=int, default=3000, help="generated training scenes")
     ap.add_argument("--closeups", type=int, default=1500, help="close-ups cut from the real frames")
-    ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "detect-romanian")
+    ap.add_argument("--real", type=Path, nargs="*", default=[SHARED / "detect-romanian", SHARED / "detect-openlpr"],
+                    help="real YOLO sets: train/ + valid/ folders, or a flat images/ + labels/ (less its hold-out)")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--hours", type=float, help="stop after this long, fitting the schedule to it (overrides --epochs)")

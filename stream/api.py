@@ -45,6 +45,7 @@ from starlette.datastructures import Headers
 
 from config.schema import CameraConfig, Config, ConfigError, load_config, parse_config
 from models.errors import ModelError
+from models.images import size_problem
 from models.formats import from_regexes
 from models.reader import PlateReader, PlateReading
 from stream.pipeline import Models, Pipeline
@@ -337,6 +338,8 @@ def _decode_image(data: bytes, filename: str | None) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise HTTPException(422, f"unreadable image (corrupt, or not an image file): {filename}")
+    if problem := size_problem(image):
+        raise HTTPException(422, f"{problem}: {filename}")
     return image
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.images import folder_images, is_image
+from models.images import folder_images, is_image, size_problem
 from stream.messages import Frame
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,9 @@ class Capture(threading.Thread):
                 self.decode_seconds += time.perf_counter() - start
                 if img is None:
                     log.warning("camera %s: skipping unreadable image %s", self.camera_id, f)
+                    continue
+                if problem := size_problem(img):
+                    log.warning("camera %s: skipping %s: %s", self.camera_id, f, problem)
                     continue
                 yield float(i), img
             return

@@ -167,6 +167,7 @@ class Pipeline:
         self.read_queue: queue.Queue[ReadJob | None] = queue.Queue(READ_QUEUE)
         self.track_state: dict[tuple[str, int], _TrackState] = {}
         self._skipped = {c.id: 0 for c in config.cameras}  # frames since the camera's last detection
+        self._tiled = {c.id for c in config.cameras if c.tiles or c.id in self._stills}
         self._detect_every = {c.id: 1 if c.id in self._stills else config.detector.detect_every for c in config.cameras}
         self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
@@ -221,7 +222,8 @@ class Pipeline:
             with self._timed("detect"):
                 stills = any(f.camera_id in self._stills for f in detect)
                 dets = self.detector.detect([f.image for f in detect], conf=self.config.detector.conf, stills=stills,
-                                            weak=WEAK_DETECTION if stills else None) if detect else []
+                                            weak=WEAK_DETECTION if stills else None,
+                                            tiled=[f.camera_id in self._tiled for f in detect]) if detect else []
             found = {id(f): ds for f, ds in zip(detect, dets)}
             self.frames_detected += len(detect)
             now = time.monotonic()

@@ -88,6 +88,7 @@ cameras:
     source: /data/yard
     roi: null
     max_fps: 2.5
+    tiles: true
 capture:
   stall_seconds: 4
   max_backoff_seconds: 60
@@ -174,7 +175,7 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
         CameraConfig("gate1", "rtsp://user:pass@10.0.0.5/stream",
                      [[0.0, 300.0], [1280.0, 300.0], [1280.0, 720.0], [0.0, 720.0]], 10.0),
         CameraConfig("lane_2", 0),
-        CameraConfig("yard-3", "/data/yard", None, 2.5),
+        CameraConfig("yard-3", "/data/yard", None, 2.5, True),
     ]
     assert isinstance(c.cameras[1].source, int)
     assert all(isinstance(v, float) for p in c.cameras[0].roi for v in p)

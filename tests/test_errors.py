@@ -127,6 +127,28 @@ def test_batch_of_mixed_shapes(reader):
     assert len(out) == 4 and all(isinstance(r, list) for r in out)
 
 
+@pytest.mark.parametrize("shape, says", [((0, 0, 3), "empty image"), ((0, 50, 3), "empty image"),
+                                         ((16000, 16000, 3), "image too large: 16000x16000 px")])
+def test_empty_and_oversized_images_are_a_one_line_model_error(reader, shape, says):
+    img = np.zeros(shape, np.uint8)
+    for read in (reader.read, lambda im: reader.read_crops([im])):
+        with pytest.raises(ModelError, match=says) as e:
+            read(img)
+        assert "\n" not in str(e.value)
+
+
+def test_reader_cli_names_an_oversized_image_and_reads_the_others(tmp_path):
+    big = np.zeros((9000, 300, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "a_big.png"), big)
+    scene, _ = render_scene(np.random.default_rng(5), size=(320, 240))
+    cv2.imwrite(str(tmp_path / "b_scene.jpg"), scene)
+    r = run_module("models.reader", "--json", tmp_path, tmp_path=tmp_path)
+    assert r.returncode == 2
+    assert [line for line in r.stderr.splitlines() if "a_big.png" in line] == [
+        f"error: image too large: 300x9000 px (at most 8192 px a side): {tmp_path / 'a_big.png'}"]
+    assert [json.loads(line)["file"] for line in r.stdout.splitlines()] == [str(tmp_path / "b_scene.jpg")]
+
+
 def test_unsupported_image_shape_is_a_model_error(reader):
     with pytest.raises(ModelError, match="unsupported image shape"):
         reader.read(np.zeros((10, 10, 2), np.uint8))

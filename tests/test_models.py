@@ -19,12 +19,12 @@ import pytest
 
 from config.schema import Config
 from conftest import HELDOUT_FONT, offline_env
-from models.detector import (DEFAULT_WEIGHTS, MIN_CONFIDENCE, ONNX_WEIGHTS, Detection, PlateDetector, _zoom_plate,
-                             resolve_weights)
+from models.detector import (DEFAULT_WEIGHTS, MIN_CONFIDENCE, ONNX_WEIGHTS, Detection, PlateDetector, _one_per_plate,
+                             _zoom_plate, resolve_weights)
 from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS, MAX_TEMPLATES, family_matcher, from_regexes, match_family
-from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, READ_EVIDENCE, SURE_DETECTION,
-                           WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
+from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, MAX_PLATE_CHARS, READ_EVIDENCE,
+                           SURE_DETECTION, WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
 from models.recognizer import CHARSET, MIN_SWAP_RATIO, TextRead, decode
 from models.synth.camera import warp
 from models.synth.plates import render_plate
@@ -127,7 +127,8 @@ def test_letterboxing_on_the_device_finds_what_ultralytics_finds():
     images = [render_scene(rng, size=size)[0] for size in [(640, 480), (960, 540), (500, 700)]]
     images += closeups(SCENE_SEED, 2)[0]
     images[-2][:60] = 255  # overexposed sky (above its plate): shrinking it must not take values past 1.0
-    expected = detector.detect(images, stills=True)  # the zoom-out pass on all, as on a GPU
+    # the zoom-out pass on all, as on a GPU (without the still's tiles, which video has not)
+    expected = detector.detect(images, stills=True, tiled=[False] * len(images))
     detector.gpu_letterbox = True
     got = detector.detect(images)
     assert sum(map(len, expected)) >= 5
@@ -305,6 +306,54 @@ def test_zoom_out_pass_boxes_a_plate_filling_most_of_the_frame(reader):
     frames, boxes = closeups(SCENE_SEED, 6)
     found = [max((iou(b, d.box) for d in ds), default=0) for b, ds in zip(boxes, reader.detector.detect(frames))]
     assert sum(f > 0.7 for f in found) >= 5, f"IoU of the best box per plate: {[round(f, 2) for f in found]}"
+
+
+def test_a_plate_filling_nine_tenths_of_a_gate_view_is_boxed(reader):
+    rng = np.random.default_rng(SCENE_SEED + 1)
+    frames, plates = zip(*(render_closeup(rng, widths=(576, 576), fonts=(HELDOUT_FONT,)) for _ in range(6)))
+    found = [max((iou(p[0].box, d.box) for d in ds), default=0) for p, ds in zip(plates, reader.detector.detect(frames))]
+    assert sum(f > 0.6 for f in found) >= 5, f"IoU of the best box per plate: {[round(f, 2) for f in found]}"
+
+
+def test_a_60_px_plate_in_a_1080p_still_is_found_by_the_tiles(reader):
+    """At the network's 512 px such a plate is 16 px wide; the still reader's tiles see it at 40."""
+    rng = np.random.default_rng(SCENE_SEED + 2)
+    scenes = [render_scene(rng, size=(1920, 1080), widths=(60, 60), fonts=(HELDOUT_FONT,)) for _ in range(6)]
+    plates = [(p.box, r) for (_, ps), r in zip(scenes, reader.read_batch([img for img, _ in scenes])) for p in ps]
+    found = [any(iou(box, x.box) > IOU_MATCH for x in read) for box, read in plates]
+    assert len(plates) >= 8 and sum(found) >= 0.8 * len(plates), f"{sum(found)} of {len(plates)} found"
+
+
+def test_one_box_per_plate_across_passes_and_tiles():
+    plate = Detection((100, 100, 200, 150), 0.9)
+    again = Detection((104, 98, 205, 152), 0.6)  # the same plate seen by a tile
+    part = Detection((150, 100, 200, 150), 0.95)  # its right half, read as a line of its own
+    beside = Detection((210, 100, 310, 150), 0.5)  # a plate next to it
+    assert _one_per_plate([again, plate, beside]) == [plate, beside]
+    assert _one_per_plate([plate, part]) == [part]
+
+
+def test_lettering_on_a_sign_is_not_a_plate(reader):
+    """A white sign with a line of black text: boxes overlapping on it are one at most, and a
+    text longer than any plate's is not reported."""
+    img = np.full((480, 640, 3), 200, np.uint8)
+    cv2.rectangle(img, (10, 200), (630, 300), (255, 255, 255), -1)
+    cv2.putText(img, "HELLO WORLD 123", (20, 270), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 4)
+    dets = reader.detector.detect([img], stills=True, weak=WEAK_DETECTION)[0]
+    assert not any(_one_per_plate([a, b]) == [a, b] and iou(a.box, b.box) > 0.1 for a in dets for b in dets if a is not b)
+    assert all(len(p.guess) <= MAX_PLATE_CHARS for p in reader.read(img))
+
+
+def test_the_onnx_export_finds_the_boxes_of_the_pytorch_weights():
+    rng = np.random.default_rng(SCENE_SEED + 3)
+    images = [render_scene(rng, size=(640, 480), fonts=(HELDOUT_FONT,))[0] for _ in range(4)]
+    torch_boxes = PlateDetector(DEFAULT_WEIGHTS, device="cpu").detect(images, stills=True)
+    onnx_boxes = PlateDetector(ONNX_WEIGHTS, device="cpu").detect(images, stills=True)
+    assert sum(map(len, torch_boxes)) >= 3
+    for a_list, b_list in zip(torch_boxes, onnx_boxes):
+        assert len(a_list) == len(b_list)
+        for a in a_list:
+            assert any(np.allclose(a.box, b.box, atol=2) and abs(a.confidence - b.confidence) < 0.03 for b in b_list)
 
 
 def test_a_fixed_size_export_sees_the_frame_as_small_in_its_zoom_out_pass():

@@ -126,9 +126,11 @@ def _distractor(rng: np.random.Generator, img: np.ndarray, occupied) -> None:
 
 def render_scene(rng: np.random.Generator, size: tuple[int, int] | None = None,
                  background: np.ndarray | None = None, occupied: list[Box] = (),
-                 fonts: tuple[str, ...] = TRAIN_FONTS) -> tuple[np.ndarray, list[ScenePlate]]:
+                 fonts: tuple[str, ...] = TRAIN_FONTS, widths: tuple[float, float] | None = None
+                 ) -> tuple[np.ndarray, list[ScenePlate]]:
     """A frame (BGR) and the plates drawn in it. `background`, if given, is drawn on: a real
-    frame whose own plates (`occupied`) the caller labels and this function keeps clear."""
+    frame whose own plates (`occupied`) the caller labels and this function keeps clear.
+    `widths`: the plates' width range in px (log-uniform; default 15 px to 400 or 0.6 of the frame)."""
     if background is not None:
         img = background.copy()
     else:
@@ -141,7 +143,8 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int] | None = None,
     n = 0 if rng.random() < 0.1 else int(rng.integers(1, 5))
     for _ in range(n):
         plate = render_plate(rng, fonts=fonts)
-        plate_w = math.exp(rng.uniform(math.log(15), math.log(min(400, W * 0.6))))
+        lo, hi = widths or (15, min(400, W * 0.6))
+        plate_w = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         cx, cy = rng.uniform(0.1, 0.9) * W, rng.uniform(0.25, 0.95) * H
         reach = plate_w * 2.5  # a car drawn here must not cover a plate already placed
         if any(x1 - reach < cx < x2 + reach and y1 - reach < cy < y2 + reach
