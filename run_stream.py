@@ -8,6 +8,8 @@ config's cameras with one (a file, folder of images, rtsp:// or http(s):// URL, 
 index). Events go to the ZeroMQ PUB socket of `publisher.endpoint` (topic
 `plate.<camera_id>`), to stdout as JSON lines, and with `--jsonl` to a file as well.
 For a file source the command exits 0 after the last frame, once every event is out.
+Exit status 2: bad input (config, source, weights); 1: a stage of the pipeline failed while
+running (after publishing what could still be voted).
 Live cameras run until SIGINT or SIGTERM: then capture stops, what is queued is processed,
 every open track is finalized and published, and the command exits 0 (within
 SHUTDOWN_SECONDS; a second signal exits at once, non-zero).
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     import zmq
 
     from stream.capture import SourceError, is_live
-    from stream.pipeline import Pipeline
+    from stream.pipeline import Pipeline, StageFailed
     from stream.publish import PublishError
 
     if config.logging.level != "DEBUG":
@@ -143,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shutdown.pipeline = pipeline
     files = not any(is_live(c.source) for c in config.cameras)
-    stats = pipeline.run(progress=_progress_bar(None) if files and sys.stderr.isatty() else None)
+    try:
+        stats = pipeline.run(progress=_progress_bar(None) if files and sys.stderr.isatty() else None)
+    except StageFailed as e:  # logged where it happened; what could be published was
+        print(f"\nerror: {e}" if files and sys.stderr.isatty() else f"error: {e}", file=sys.stderr)
+        zmq.Context.instance().term()
+        return 1
     if files and sys.stderr.isatty():
         print(file=sys.stderr)
     log.info("done: %s", json.dumps(stats))

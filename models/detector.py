@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.defaults import IMGSZ, MIN_CONFIDENCE
 from models.errors import ModelError
 from models.images import letterbox
 
@@ -27,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DETECTOR_DIR = Path(__file__).parent / "detector"
 DEFAULT_WEIGHTS = DETECTOR_DIR / "plate_yolov8n.pt"
 ONNX_WEIGHTS = DEFAULT_WEIGHTS.with_suffix(".onnx")  # dynamic input size: one file serves both passes
-IMGSZ = 512  # inference size: best validation mAP of 384 (training size), 512 and 640
 # The zoom-out pass. The detector learnt plates up to about half its input's width and boxes a
 # larger one (a gate camera's close-up) only in part. A second pass sees the frame shrunk to
 # ZOOM_FILL of a ZOOM_IMGSZ square (112 px), grey around it, where such a plate is of a familiar
@@ -59,9 +59,6 @@ TILE_OVERLAP = 0.25
 # confident is kept.
 SAME_PLATE = 0.5
 MAX_BATCH = 32  # frames per network call (a TensorRT engine is built for at most this many)
-# Minimum detection confidence: on the real validation frames 0.4 halved the boxes that
-# match no plate (48 -> 24 of 107 frames) for 1 of 131 plates missed.
-MIN_CONFIDENCE = 0.4
 
 
 def offline_ultralytics() -> None:

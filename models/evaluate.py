@@ -138,14 +138,16 @@ class Score:
 
 def evaluate(root: Path, predictions: Path | None, min_confidence: float, device: str,
              detection_confidence: float = MIN_CONFIDENCE, detector_weights: Path | str = "auto",
-             ocr_weights: Path | None = None, zoom_out: bool = True) -> dict:
-    """`ocr_weights` None: the shipped recognizer; `zoom_out`: the detector's pass for close-ups."""
+             ocr_weights: Path | None = None, zoom_out: bool = True, second_reader: bool = True) -> dict:
+    """`ocr_weights` None: the shipped recognizer; `zoom_out`: the detector's pass for close-ups;
+    `second_reader`: PP-OCRv4 reads every crop too."""
     from models.reader import PlateReader, load_image
 
     ds = load_dataset(root)
     ocr = {"ocr_weights": ocr_weights} if ocr_weights else {}
     reader = PlateReader(detector_weights, **ocr, device=device, min_confidence=min_confidence,
-                         detection_confidence=detection_confidence, detect=ds.kind == "stills", zoom_out=zoom_out)
+                         detection_confidence=detection_confidence, detect=ds.kind == "stills", zoom_out=zoom_out,
+                         second_reader=second_reader)
     score = Score()
     try:
         out = predictions.open("w") if predictions else None
@@ -197,10 +199,12 @@ def main() -> int:
     ap.add_argument("--ocr-weights", type=Path, help="an OCR .pth to score instead of the shipped one")
     ap.add_argument("--no-zoom-out", dest="zoom_out", action="store_false",
                     help="without the detector's zoom-out pass (for close-ups; models/detector.py)")
+    ap.add_argument("--no-second-reader", dest="second_reader", action="store_false",
+                    help="our network alone, without PP-OCRv4 (models/recognizer.py)")
     args = ap.parse_args()
     try:
         r = evaluate(args.dataset, args.predictions, args.min_confidence, args.device, args.detection_confidence,
-                     args.detector_weights, args.ocr_weights, args.zoom_out)
+                     args.detector_weights, args.ocr_weights, args.zoom_out, args.second_reader)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

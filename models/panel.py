@@ -1,8 +1,9 @@
-"""The detector's dev panel: every dev set in one table, with the peer's column from the same run.
+"""The dev panels: every dev set in one table, with the peer's column from the same run.
 
-    python -m models.panel [--weights A.pt B.onnx ...] [--no-peer]
+    python -m models.panel detect [--weights A.pt B.onnx ...] [--no-peer]
+    python -m models.panel read [--no-peer]
 
-Sets (each skipped, with a note, where its data is absent):
+The detector's panel (each set skipped where its data is absent):
   romanian-valid   real dashcam frames, Romania (../shared/data/detect-romanian/valid)
   openlpr-holdout  real photos, many countries: the 1 in 5 of detect-openlpr never trained on
   eval-ucsd        real parking-lot stills, California (evaluation only)
@@ -14,7 +15,18 @@ Each set is read by the still reader (`models.reader.PlateReader`), so what is s
 a user gets: both detector passes, tiles on large images, weak boxes confirmed by their read.
 A plate is detected when a box has IoU > 0.4 with it; a box overlapping no labelled plate
 by that much counts as a box on no plate. The peer is `platedet`'s YOLO plate detector at
-the same confidence (0.4). The last line printed is the table as JSON.
+the same confidence (0.4).
+
+The reading panel, exact reads (A-Z0-9) at the shipped 0.5 threshold:
+  eval-ucsd        the still reader on the stills (a plate read when the box over it reads right)
+  ocr-ar           real Argentine crops, old and Mercosur formats (a check set, never trained on)
+  romanian-crops   the real Romanian validation crops (`models.label_crops`, split by plate)
+  gen-crops        generated crops in a font never trained on
+  nl-parking, uk   the stream pipeline on the videos: cars with exactly one right event
+Columns: our network alone, with the second reader (PP-OCRv4) combined (the default), and
+the peer: PP-OCRv4 alone as `rapidocr` reads a crop (on stills behind `platedet`'s boxes).
+
+The last line printed is the table as JSON.
 """
 from __future__ import annotations
 
@@ -158,23 +170,121 @@ def run_panel(weights: list[str], peer: bool) -> dict[str, dict[str, dict]]:
     return table
 
 
+def _crop_sets() -> dict[str, Path]:
+    """The reading panel's crop sets (crops layout of `models.evaluate`)."""
+    from models.label_crops import label
+    from models.synth.__main__ import write_crops
+
+    sets = {}
+    if (SHARED / "ocr-ar" / "labels.csv").is_file():
+        sets["ocr-ar"] = SHARED / "ocr-ar"
+    romanian = ROOT / "data" / "ocr_real" / "val"
+    if not (romanian / "labels.csv").is_file() and (SHARED / "detect-romanian").is_dir():
+        label(SHARED / "detect-romanian", romanian.parent)
+    if (romanian / "labels.csv").is_file():
+        sets["romanian-crops"] = romanian
+    if not (GENERATED / "gen-crops" / "labels.csv").is_file():
+        write_crops(400, GENERATED / "gen-crops", 282, (HELD_OUT_FONT,))
+    sets["gen-crops"] = GENERATED / "gen-crops"
+    return sets
+
+
+def _peer_crop_reader():
+    from rapidocr_onnxruntime import RapidOCR
+
+    from models.formats import clean
+
+    ocr = RapidOCR()
+
+    def read(crop: np.ndarray) -> str:
+        result, _ = ocr(crop, use_det=False, use_cls=False, use_rec=True)
+        return clean(result[0][0]) if result else ""
+    return read
+
+
+def _peer_stills(root: Path) -> float:
+    from models.evaluate import Score, load_dataset
+    from models.reader import crop
+
+    ds, det, read = load_dataset(root), _peer(), _peer_crop_reader()
+    score = Score()
+    for file, truth in ds.labels.items():
+        img = cv2.imread(str(root / "images" / file))
+        score.add_still(truth, [(b, read(crop(img, b, 0.0))) for b in det(img)])
+    return score.read / score.plates
+
+
+def _peer_crops(root: Path) -> float:
+    from models.evaluate import load_dataset
+
+    ds, read = load_dataset(root), _peer_crop_reader()
+    right = [read(cv2.imread(str(root / "images" / f))) == t[0][1] for f, t in ds.labels.items()]
+    return sum(right) / len(right)
+
+
+def _video(args: list[str], second_reader: bool) -> float:
+    """Share of cars with exactly one right event, from `stream.evaluate ARGS`."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg:
+        cfg.write(f"ocr:\n  second_reader: {str(second_reader).lower()}\n")
+        cfg.flush()
+        r = subprocess.run([sys.executable, "-m", "stream.evaluate", *args, "--config", cfg.name], cwd=ROOT,
+                           capture_output=True, text=True)
+    if r.returncode:
+        raise ModelError(f"stream.evaluate {' '.join(args)} failed: {(r.stderr.strip().splitlines() or [''])[-1]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return out["cars_exactly_one_right_event"] / out["cars"]
+
+
+def run_read_panel(peer: bool) -> dict[str, dict[str, dict]]:
+    """{column: {set: {"read": share}}}, with a `mean` row per column."""
+    from models.evaluate import evaluate
+
+    columns = {"ours alone": False, "ours + PP-OCRv4": True}
+    table: dict[str, dict[str, dict]] = {c: {} for c in [*columns, *(["peer (PP-OCRv4)"] if peer else [])]}
+    stills = {"eval-ucsd": SHARED / "eval-ucsd"} if (SHARED / "eval-ucsd" / "labels.csv").is_file() else {}
+    for name, root in {**stills, **_crop_sets()}.items():
+        for column, second in columns.items():
+            r = evaluate(root, None, 0.5, "cpu", second_reader=second)
+            table[column][name] = {"read": r["exact_read_rate"]}
+        if peer:
+            table["peer (PP-OCRv4)"][name] = {"read": round(_peer_stills(root) if name in stills
+                                                             else _peer_crops(root), 4)}
+        print(name, {c: t[name] for c, t in table.items()}, file=sys.stderr, flush=True)
+    videos = {"nl-parking": [str(SHARED / "video" / "nl-parking")],
+              "uk": [str(SHARED / "video" / "uk_LS15EBC.mp4"), "--plate", "LS15EBC"]}
+    for name, args in videos.items():
+        if Path(args[0]).exists():
+            for column, second in columns.items():
+                table[column][name] = {"read": round(_video(args, second), 4)}
+            print(name, {c: t.get(name) for c, t in table.items()}, file=sys.stderr, flush=True)
+    for column, rows in table.items():
+        rows["mean"] = {"read": round(sum(r["read"] for r in rows.values()) / len(rows), 4)}
+    return table
+
+
 def print_table(table: dict[str, dict[str, dict]]) -> None:
     columns = list(table)
-    sets = list(next(iter(table.values())))
+    sets = list(dict.fromkeys(s for c in columns for s in table[c]))
+    detect = "detected" in table[columns[0]][sets[0]]
     print(f"{'set':<16}" + "".join(f"{Path(c).name[:26]:>28}" for c in columns))
-    print(f"{'':<16}" + "".join(f"{'detected  on-no-plate/img':>28}" for _ in columns))
+    print(f"{'':<16}" + "".join(f"{'detected  on-no-plate/img' if detect else 'read exactly':>28}" for _ in columns))
     for s in sets:
-        print(f"{s:<16}" + "".join(f"{table[c][s]['detected']:>17.1%}{table[c][s]['stray_per_image']:>11.2f}"
-                                    for c in columns))
+        cells = [table[c].get(s) for c in columns]
+        print(f"{s:<16}" + "".join(f"{'-':>28}" if x is None else f"{x['detected']:>17.1%}{x['stray_per_image']:>11.2f}"
+                                    if detect else f"{x['read']:>28.1%}" for x in cells))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("panel", choices=["detect", "read"])
     ap.add_argument("--weights", nargs="+", default=["auto"], help="detector weights to score (default: the shipped)")
-    ap.add_argument("--no-peer", dest="peer", action="store_false", help="without the platedet column")
+    ap.add_argument("--no-peer", dest="peer", action="store_false", help="without the peer's column")
     args = ap.parse_args()
     try:
-        table = run_panel(args.weights, args.peer)
+        table = run_panel(args.weights, args.peer) if args.panel == "detect" else run_read_panel(args.peer)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -177,15 +177,17 @@ def _overlap(a, b) -> bool:
 class PlateReader:
     def __init__(self, detector_weights: Path | str = "auto", ocr_weights: Path | str = OCR_DIR / f"{NETWORK}.pth",
                  device: str = "auto", min_confidence: float = 0.5, detection_confidence: float = MIN_CONFIDENCE,
-                 imgsz: int = IMGSZ, detect: bool = True, half: bool = True, zoom_out: bool = True):
+                 imgsz: int = IMGSZ, detect: bool = True, half: bool = True, zoom_out: bool = True,
+                 second_reader: bool = True):
         """`detect=False` loads the recognizer only, for `read_crops`; `half`: fp16 detector on CUDA;
-        `zoom_out`: the detector's pass for close-ups (`models.detector`)."""
+        `zoom_out`: the detector's pass for close-ups (`models.detector`); `second_reader`: PP-OCRv4
+        reads every crop too (`models.recognizer.combine`)."""
         for name, value in (("min_confidence", min_confidence), ("detection_confidence", detection_confidence)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ModelError(f"{name} must be a number from 0 to 1, got {value!r}")
         self.detector = PlateDetector(detector_weights, device=device, half=half, imgsz=imgsz,
                                       zoom_out=zoom_out) if detect else None
-        self.recognizer = PlateRecognizer(ocr_weights, device=device)
+        self.recognizer = PlateRecognizer(ocr_weights, device=device, second_reader=second_reader)
         self.min_confidence = min_confidence
         self.detection_confidence = detection_confidence
 

@@ -4,6 +4,8 @@ The network is loaded through `easyocr.Reader` (custom-model layout in `models/o
 no download), then called directly on batches so that each read carries per-character
 confidences. Decoding knows plate formats: where a format fits the read, the position
 decides between look-alike letters and digits (0/O/D/Q, 1/I, 2/Z, 4/A/L, 5/S, 6/G, 8/B).
+By default every crop is also read by a second, pretrained reader (PP-OCRv4, `models.ppocr`)
+through the same decoder, and the two reads are combined (`combine`).
 """
 from __future__ import annotations
 
@@ -22,12 +24,11 @@ import numpy as np
 import torch
 import yaml
 
+from models.defaults import NETWORK, OCR_DIR
 from models.errors import ModelError
 from models.formats import DIGITS, FORMATS, LETTERS, LOOKALIKES, PlateFormat, match_family
 from models.ocr.alpr_crnn import INPUT_H, INPUT_W, Model
 
-OCR_DIR = Path(__file__).parent / "ocr"
-NETWORK = "alpr_crnn"
 log = logging.getLogger(__name__)
 CHARSET = yaml.safe_load((OCR_DIR / f"{NETWORK}.yaml").read_text())["character_list"]
 # A format-consistent reading is preferred unless the unconstrained one is this many
@@ -143,6 +144,30 @@ def decode(probs: np.ndarray, formats: tuple[PlateFormat, ...] = FORMATS) -> Tex
     return TextRead(text, float(np.prod(confs)), [float(c) for c in confs], region)
 
 
+def combine(a: TextRead, b: TextRead, formats: tuple[PlateFormat, ...]) -> TextRead:
+    """Two reads of one crop (ours, the second reader's) made one. Where they agree, the text
+    stands and both confidences count (either being right suffices). Where they disagree, the
+    candidates are each reader's text and, for texts of one length, the character-by-character
+    pick of the more confident reader; one that fits a plate format beats one that does not,
+    and among equals the more confident wins, keeping its own confidence. The two fail on
+    different crops, so the pair reads more plates than either (docs/models.md)."""
+    if a.text == b.text:
+        return TextRead(a.text, 1 - (1 - a.confidence) * (1 - b.confidence),
+                        [1 - (1 - x) * (1 - y) for x, y in zip(a.char_confidences, b.char_confidences)],
+                        a.region or b.region)
+    candidates = [a, b]
+    if a.text and len(a.text) == len(b.text):
+        picks = [(x, cx) if cx >= cy else (y, cy)
+                 for x, y, cx, cy in zip(a.text, b.text, a.char_confidences, b.char_confidences)]
+        text = "".join(c for c, _ in picks)
+        if text not in (a.text, b.text):
+            confidence = 1.0
+            for _, c in picks:
+                confidence *= c
+            candidates.append(TextRead(text, confidence, [c for _, c in picks], match_family(text, formats)))
+    return max(candidates, key=lambda r: (r.region is not None and r.text != "", r.confidence))
+
+
 def _onnx_session(net: torch.nn.Module) -> "onnxruntime.InferenceSession | None":
     """The loaded network exported to ONNX Runtime, which runs it about twice as fast as PyTorch
     on CPU (logits equal to 1e-4). Exported from the network in memory (a quarter of a
@@ -168,11 +193,16 @@ def _onnx_session(net: torch.nn.Module) -> "onnxruntime.InferenceSession | None"
 
 
 class PlateRecognizer:
-    """Batched plate-text reading. `device`: auto | cpu | cuda[:N]."""
+    """Batched plate-text reading. `device`: auto | cpu | cuda[:N]; `second_reader`: also read
+    every crop with PP-OCRv4 (`models.ppocr`) and combine the two reads (`models.combine`)."""
 
     def __init__(self, weights: Path | str = OCR_DIR / f"{NETWORK}.pth", device: str = "auto",
-                 formats: tuple[PlateFormat, ...] = FORMATS):
+                 formats: tuple[PlateFormat, ...] = FORMATS, second_reader: bool = True):
         import easyocr  # heavy import, only when a recognizer is made
+
+        from models.ppocr import PPOCRRecognizer
+
+        self.second = PPOCRRecognizer(CHARSET) if second_reader else None
 
         weights = Path(weights)
         if not weights.is_file():
@@ -213,4 +243,7 @@ class PlateRecognizer:
                 logits = self.net(x.to(self.device)).float()
             probs = logits.softmax(2).cpu().numpy()
             out += [decode(p, self.formats) for p in probs]
+        if self.second is not None:
+            out = [combine(a, decode(p, self.formats), self.formats)
+                   for a, p in zip(out, self.second.probabilities(crops))]
         return out

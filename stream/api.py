@@ -48,7 +48,7 @@ from models.errors import ModelError
 from models.images import size_problem
 from models.formats import from_regexes
 from models.reader import PlateReader, PlateReading
-from stream.pipeline import Models, Pipeline
+from stream.pipeline import Models, Pipeline, StageFailed
 
 log = logging.getLogger("stream.api")
 
@@ -251,7 +251,17 @@ class Live:
         self.lock = threading.Lock()
         # realtime: a file camera plays at its own pace, as a live view should
         self.pipeline = Pipeline(config, realtime=True, models=models, on_event=self._event, on_frame=self._frame)
-        self.thread = threading.Thread(target=self.pipeline.run, name="live", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="live", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.pipeline.run()
+        except StageFailed:  # logged by the pipeline; /info and the health messages show the cameras failed
+            pass
+
+    def states(self) -> dict[str, dict]:
+        """Per camera: its capture state (connecting, streaming, reconnecting, ended, failed) and last error."""
+        return {c.camera_id: {"state": c.state, "last_error": c.last_error} for c in self.pipeline.captures}
 
     def _frame(self, camera_id: str, image: np.ndarray) -> None:
         # The pipeline draws each annotated frame anew: keeping a reference is enough.
@@ -456,7 +466,8 @@ def create_app(config: Config) -> FastAPI:
     # Open without the key: the pages (they hold no data), the camera list and limits they show.
     @app.get("/info", summary="Cameras with a live view; upload limits")
     def info() -> dict:
-        return {"cameras": live.cameras if live else [], "max_upload_mb": limit_mb, "api_key": bool(api.api_key),
+        return {"cameras": live.cameras if live else [], "camera_states": live.states() if live else {},
+                "max_upload_mb": limit_mb, "api_key": bool(api.api_key),
                 "image_types": [s[1:] for s in IMAGE_TYPES], "video_types": [s[1:] for s in VIDEO_TYPES]}
 
     @app.get("/", include_in_schema=False)

@@ -193,6 +193,10 @@ class Capture(threading.Thread):
         level = {"reconnecting": logging.WARNING, "failed": logging.ERROR}.get(state, logging.INFO)
         log.log(level, "camera %s: %s%s", self.camera_id, state, f" ({error})" if error else "")
 
+    def fail(self, error: str) -> None:
+        """The pipeline behind this camera failed: the camera is `failed` with that error."""
+        self._set_state("failed", error)
+
     def _put(self, frame: Frame) -> bool:
         """Queue `frame`; False when a replay is stopped while waiting for room (not queued)."""
         if not self.live:
@@ -332,7 +336,8 @@ class Capture(threading.Thread):
             last_t = t
             if self._put(Frame(self.camera_id, self.read - 1, t, img, time.monotonic())):
                 self.queued += 1
-        self._set_state("failed" if error else "ended", error)
+        # a camera the pipeline marked failed (`fail`) stays so
+        self._set_state("failed" if error or self.state == "failed" else "ended", error)
         self._put_end(EndOfStream(self.camera_id, self.queued, error))
 
     def _put_end(self, end: EndOfStream) -> None:

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the frame
+from trackers.kalman import Box, Track  # the tracker's output, detect+track -> read (re-exported)
+
+__all__ = ["Box", "Frame", "Track", "PlateRead", "Candidate", "PlateDecision"]
 
 
 @dataclass
@@ -18,18 +20,6 @@ class Frame:
     timestamp: float  # seconds: the file's own time for replay, wall clock (epoch) for live
     image: np.ndarray  # BGR
     received: float  # time.monotonic() when captured, for latency figures
-
-
-@dataclass
-class Track:
-    """One tracked plate on one camera, as the tracker reports it for a frame."""
-    camera_id: str
-    track_id: int  # unique per camera and run, never reused
-    box: Box
-    confidence: float  # detector confidence of the matched detection (0 when coasting)
-    hits: int  # frames with a matched detection so far
-    frame_index: int
-    matched: bool  # False when the box is the Kalman prediction only (a missed frame)
 
 
 @dataclass

@@ -15,6 +15,10 @@ The read thread also owns the PUB socket's health messages: every `publisher.hea
 one `health.<camera_id>` per camera and one `health.process` (layout: README, "Health").
 `stop()` ends capture; `run()` then processes what is queued, finalizes every open track
 (its event is published) and returns.
+
+An exception in either thread stops the pipeline the same way: capture ends, every track that
+can still be voted is voted and published, the failure is logged in one line naming its stage,
+and `run()` raises `StageFailed` once all is closed.
 """
 from __future__ import annotations
 
@@ -61,6 +65,15 @@ SINK_CLOSE_S = 5.0  # at shutdown, how long each sink may still deliver what it 
 LATENCY_WINDOW = 10_000  # latencies kept for the p50/p95 figures: the latest events'
 IDLE_POLL = 0.2  # s: how often an idle read thread looks whether health messages are due
 VIDEO_CODEC = "mp4v"  # --save-video; the path check before the run probes this same codec
+
+
+class StageFailed(Exception):
+    """A pipeline stage raised: the pipeline stopped (see the module docstring)."""
+
+    def __init__(self, stage: str, error: BaseException):
+        detail = " ".join(str(error).split())
+        super().__init__(f"{stage} failed: {type(error).__name__}{': ' + detail if detail else ''}")
+        self.stage = stage
 
 
 @dataclass
@@ -143,7 +156,8 @@ class Pipeline:
         d, o = config.detector, config.ocr
         self.models = models or Models(
             PlateDetector(d.weights, device=d.device, half=d.half, imgsz=d.imgsz, zoom_out=d.zoom_out),
-            PlateRecognizer(o.weights, device=d.device, formats=from_regexes(config.plate_formats)))
+            PlateRecognizer(o.weights, device=d.device, formats=from_regexes(config.plate_formats),
+                            second_reader=o.second_reader))
         self.detector, self.recognizer = self.models.detector, self.models.recognizer
         self.trackers = {c.id: SortTracker(c.id, config.tracker.max_age, config.tracker.min_hits,
                                            config.tracker.iou_threshold) for c in config.cameras}
@@ -180,6 +194,7 @@ class Pipeline:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         # Seconds spent per stage since start; each is written by one thread only (bench figures).
         self.stage_seconds = dict.fromkeys(("detect", "track", "ocr", "vote", "publish"), 0.0)
+        self.failure: StageFailed | None = None  # the first stage that raised
         self.frames_done = 0
         self.frames_detected = 0  # frames the detector ran on (detector.detect_every skips some)
         self.processed = {c.id: 0 for c in config.cameras}  # frames done per camera
@@ -231,18 +246,29 @@ class Pipeline:
                 last_frame[frame.camera_id] = now
                 with self._timed("track"):
                     job = self._track(frame, found[id(frame)]) if id(frame) in found else self._coast(frame)
-                self.read_queue.put(job)
+                self._to_read(job)
             for end in (i for i in items if isinstance(i, EndOfStream)):
                 open_cams.discard(end.camera_id)
-                self.read_queue.put(_ending(end.camera_id, self.trackers[end.camera_id].flush()))
+                self._to_read(_ending(end.camera_id, self.trackers[end.camera_id].flush()))
             for cam in open_cams:
                 # A live camera silent this long is lost (its capture reconnects): the vehicles
                 # in view are gone by the time it is back, and their plates must not wait for it.
                 if self._capture[cam].live and now - last_frame[cam] > self.config.capture.stall_seconds:
                     ended = self.trackers[cam].flush()
                     if ended:
-                        self.read_queue.put(_ending(cam, ended))
-        self.read_queue.put(None)
+                        self._to_read(_ending(cam, ended))
+        self._to_read(None)
+
+    def _to_read(self, job: ReadJob | None) -> None:
+        """Queue `job` for the read thread, waiting while it is behind; raises the pipeline's
+        failure instead where it failed (nothing reads the queue any more)."""
+        while True:
+            try:
+                self.read_queue.put(job, timeout=0.2)
+                return
+            except queue.Full:
+                if self.failure is not None:
+                    raise self.failure from None
 
     def _detect_now(self, cam: str) -> bool:
         """Whether this camera's next frame goes through the detector (`detector.detect_every`)."""
@@ -377,8 +403,14 @@ class Pipeline:
 
     @contextmanager
     def _timed(self, stage: str):
+        """Time `stage`; an exception from it becomes StageFailed naming it."""
         start = time.perf_counter()
-        yield
+        try:
+            yield
+        except StageFailed:
+            raise
+        except Exception as e:
+            raise StageFailed(stage, e) from e
         self.stage_seconds[stage] += time.perf_counter() - start
 
     def _publish(self, d: PlateDecision) -> None:
@@ -424,9 +456,9 @@ class Pipeline:
         self._writer.write(img)
 
     # --- health ---------------------------------------------------------------------------
-    def _health_if_due(self) -> None:
+    def _health_if_due(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._health_at < self.config.publisher.health_seconds:
+        if now - self._health_at < self.config.publisher.health_seconds and not force:
             return
         seconds, self._health_at = now - self._health_at, now
         for c in self.captures:
@@ -455,8 +487,8 @@ class Pipeline:
 
     def run(self, progress=None) -> dict:
         """Run until every source ends (or `stop()`); returns the final stats."""
-        workers = [threading.Thread(target=self._detect_loop, name="detect", daemon=True),
-                   threading.Thread(target=self._read_loop, name="read", daemon=True)]
+        workers = [threading.Thread(target=self._guarded(self._detect_loop, "detect"), name="detect", daemon=True),
+                   threading.Thread(target=self._guarded(self._read_loop, "read"), name="read", daemon=True)]
         if self.replay:
             self.replay.start()
         for t in self.captures + workers:
@@ -474,11 +506,60 @@ class Pipeline:
                              s["frames"] / (now - start), s["frames"], s["events"], s["dropped"],
                              s["latency_ms_p50"], s["latency_ms_p95"])
                     last_log = now
+            if self.failure:
+                if self.failure.stage not in ("detect", "track"):
+                    self._vote_what_is_left()
+                self._health_if_due(force=True)  # the cameras, failed
         finally:
             self.close()
+        if self.failure:
+            raise self.failure
         s = self.stats()
         s["fps"] = round(s["frames"] / max(1e-9, time.monotonic() - start), 2)
         return s
+
+    def _guarded(self, loop, thread: str):
+        """`loop` as a thread's target that turns any exception into the pipeline's failure."""
+        def run() -> None:
+            try:
+                loop()
+            except Exception as e:
+                self._fail(e if isinstance(e, StageFailed) else StageFailed(thread, e))
+                if thread == "detect":  # the read thread still votes and publishes what was read
+                    self._end_reading()
+        return run
+
+    def _fail(self, failure: StageFailed) -> None:
+        """Record the first failure, log it in one line, stop capture and mark every camera failed."""
+        if self.failure is None:
+            self.failure = failure
+            log.error("pipeline stopped: %s", failure)
+        self.stop_event.set()
+        for c in self.captures:
+            c.fail(str(failure))
+
+    def _end_reading(self) -> None:
+        """After the detect thread failed: end every camera's tracks and the read thread."""
+        jobs = [_ending(cam, tracker.flush()) for cam, tracker in self.trackers.items()]
+        read_thread = next((t for t in threading.enumerate() if t.name == "read"), None)
+        for job in [*jobs, None]:
+            while read_thread is not None and read_thread.is_alive():
+                try:
+                    self.read_queue.put(job, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _vote_what_is_left(self) -> None:
+        """After the read thread failed: vote and publish every open track (each once; a
+        publisher that fails again is logged, not retried)."""
+        for voter in self.voters.values():
+            for tid in voter.open_tracks():
+                try:
+                    if d := voter.end_track(tid):
+                        self._publish(d)
+                except Exception as e:
+                    log.error("could not publish track %d after the failure: %s: %s", tid, type(e).__name__, e)
 
     def stop(self) -> None:
         """End capture; `run()` then processes what is queued, publishes every open track and returns."""

@@ -140,6 +140,10 @@ class PlateVoter:
         track = self._tracks.get(track_id)
         return track.plate if track else None
 
+    def open_tracks(self) -> list[int]:
+        """The tracks with reads and no end yet."""
+        return list(self._tracks)
+
     def end_track(self, track_id: int) -> PlateDecision | None:
         track = self._tracks.pop(track_id, None)
         if track is None:  # never had a usable read

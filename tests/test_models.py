@@ -25,7 +25,9 @@ from models.evaluate import IOU_MATCH, iou
 from models.formats import FORMATS, MAX_TEMPLATES, family_matcher, from_regexes, match_family
 from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, MAX_PLATE_CHARS, READ_EVIDENCE,
                            SURE_DETECTION, WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
-from models.recognizer import CHARSET, MIN_SWAP_RATIO, TextRead, decode
+from models.errors import ModelError
+from models.ppocr import PPOCRRecognizer, model_path
+from models.recognizer import CHARSET, MIN_SWAP_RATIO, TextRead, combine, decode
 from models.synth.camera import warp
 from models.synth.plates import render_plate
 from models.synth.scenes import render_closeup, render_scene
@@ -587,3 +589,52 @@ def test_repeated_characters_need_a_blank_between_them():
     b[0] = 1.0
     assert decode(np.stack([a, a, b])).text == "A"
     assert decode(np.stack([a, b, a])).text == "AA"
+
+
+# --- the second reader and the combination of two reads --------------------------------------
+
+def test_the_second_readers_weights_are_checked_against_their_release(tmp_path):
+    changed = tmp_path / "rec.onnx"
+    data = bytearray(model_path().read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=f"second reader's weights changed: {changed} has md5") as e:
+        PPOCRRecognizer(CHARSET, changed)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError, match="second reader's weights not found"):
+        PPOCRRecognizer(CHARSET, tmp_path / "missing.onnx")
+
+
+def test_two_readers_that_disagree_in_a_confusable_position_give_the_format_valid_reading():
+    ours = TextRead("7A8C123", 0.72, [0.99, 0.99, 0.75, 0.99, 0.99, 0.99, 0.99], None)  # 8 where B stands
+    second = TextRead("7ABC123", 0.61, [0.9, 0.9, 0.8, 0.9, 0.95, 0.95, 0.95], "us")
+    assert combine(ours, second, FORMATS).text == "7ABC123"
+    # each wrong in another place: the more confident character of each position fits the format
+    a = TextRead("7ABC1Z3", 0.5, [0.99, 0.99, 0.95, 0.99, 0.99, 0.55, 0.99], None)
+    b = TextRead("7A8C123", 0.5, [0.99, 0.99, 0.60, 0.99, 0.99, 0.97, 0.99], None)
+    merged = combine(a, b, FORMATS)
+    assert (merged.text, merged.region) == ("7ABC123", "us")
+    assert merged.char_confidences == [0.99, 0.99, 0.95, 0.99, 0.99, 0.97, 0.99]
+
+
+def test_two_readers_that_agree_are_surer_than_either():
+    a = TextRead("AB12CDE", 0.6, [0.9] * 7, "uk")
+    both = combine(a, TextRead("AB12CDE", 0.7, [0.95] * 7, "uk"), FORMATS)
+    assert both.text == "AB12CDE" and both.confidence == pytest.approx(0.88)
+
+
+def test_a_combined_reading_below_the_threshold_is_a_failure_with_its_guess():
+    a = TextRead("KX4411", 0.3, [0.7] * 6, None)
+    b = TextRead("KXA411", 0.2, [0.6] * 6, None)
+    combined = combine(a, b, FORMATS)
+    r = bare_reader(0.5).reading(combined, (0, 0, 10, 5), 0.9)
+    assert r.text is None and r.guess == combined.text and r.guess in ("KX4411", "KXA411")
+
+
+def test_the_second_reader_reads_clear_plates(reader):
+    """Alone it reads about half of generated plates (their fonts are not plates' typefaces);
+    folded onto our characters wrongly it would read none."""
+    rng, plates = heldout_plates(OCR_SEED + 7, 12)
+    probs = reader.recognizer.second.probabilities([mild_crop(rng, p.image) for p in plates])
+    pairs = [(p.text, decode(x, FORMATS).text) for p, x in zip(plates, probs)]
+    assert sum(t == r for t, r in pairs) >= 5, _report(pairs)

@@ -22,12 +22,28 @@ skipped. Coasting boxes can leave the frame; crop with clipping.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 
 from models.detector import Detection
-from stream.messages import Box, Track
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the frame
+
+
+@dataclass
+class Track:
+    """One tracked plate on one camera, as the tracker reports it for a frame."""
+    camera_id: str
+    track_id: int  # unique per camera and run, never reused
+    box: Box
+    confidence: float  # detector confidence of the matched detection (0 when coasting)
+    hits: int  # frames with a matched detection so far
+    frame_index: int
+    matched: bool  # False when the box is the Kalman prediction only (a missed frame)
+
 
 GATE_DIAGONALS = 1.5  # centre-distance gate, in diagonals of the detected box
 _MIN_SIDE = 1e-3  # px; keeps area and aspect positive (and finite) for degenerate boxes
