@@ -1,5 +1,6 @@
 """The models' defaults that the configuration shows, in a module of their own so that loading
-the configuration loads no model code (no torch, no OpenCV)."""
+the configuration loads no model code (no torch, no OpenCV; `resolve_device` imports torch
+when called)."""
 from pathlib import Path
 
 IMGSZ = 512  # detector input size: best validation mAP of 384 (training size), 512 and 640
@@ -8,3 +9,20 @@ IMGSZ = 512  # detector input size: best validation mAP of 384 (training size), 
 MIN_CONFIDENCE = 0.4
 OCR_DIR = Path(__file__).parent / "ocr"
 NETWORK = "alpr_crnn"  # the OCR network's name in EasyOCR's custom-model layout
+
+
+def resolve_device(device: str) -> str:
+    """`auto` as the first CUDA GPU where torch sees one, else `cpu`; a CUDA device torch does
+    not see is a ModelError saying so (not a failure to load weights on it later)."""
+    import torch
+
+    from models.errors import ModelError
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ModelError(f"device {device}: torch sees {torch.cuda.device_count()} CUDA GPUs here "
+                             "(use --device cpu, or auto)")
+    return device

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.defaults import IMGSZ, MIN_CONFIDENCE
+from models.defaults import IMGSZ, MIN_CONFIDENCE, resolve_device
 from models.errors import ModelError
 from models.images import letterbox
 
@@ -137,7 +137,7 @@ class PlateDetector:
         # with our CLIs' one-line errors on stderr; warnings and errors still show.
         LOGGER.setLevel(logging.WARNING)
 
-        self.device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         self.weights = weights = resolve_weights(weights, self.device, imgsz, half)
         if not weights.is_file():
             raise ModelError(f"detector weights not found: {weights}")

@@ -4,8 +4,13 @@
                               [--no-zoom-out]
 
 DATASET_DIR holds `images/` and `labels.csv` in one of two layouts:
-  stills: file,x1,y1,x2,y2,plate   (one row per plate, pixel corners)
-  crops:  file,plate[,...]         (each image is one plate)
+  stills: file,x1,y1,x2,y2,plate[,region]   (one row per plate, pixel corners)
+  crops:  file,plate[,region]               (each image is one plate)
+An optional `region` column names who issued each plate: a US state's ISO 3166-2 suffix
+(`ca`, `ny`) or a country's ISO 3166-1 code (`nl`, `br`); then the issuer is scored too:
+accuracy where one is given, coverage (plates given one), macro precision, recall and F1 over
+the labelled issuers, and the most confused pairs. A plate's predicted issuer is its state
+for the US (none where only the country is known), else its country.
 A plate is detected when a predicted box has IoU > 0.4 with it, and read when the text of
 the best-overlapping box equals the label on A-Z0-9. Predicted boxes overlapping no
 labelled plate by more than that are counted as unmatched. Plates that a box overlaps only
@@ -20,8 +25,8 @@ import csv
 import json
 import sys
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.detector import MIN_CONFIDENCE
@@ -35,7 +40,8 @@ IOU_MATCH = 0.4
 class Dataset:
     kind: str  # "stills" | "crops"
     root: Path
-    labels: dict[str, list[tuple[tuple[float, float, float, float] | None, str]]]  # file -> [(box, plate)]
+    # file -> [(box, plate, issuer label or None)]
+    labels: dict[str, list[tuple[tuple[float, float, float, float] | None, str, str | None]]]
 
 
 def load_dataset(root: Path) -> Dataset:
@@ -59,6 +65,7 @@ def load_dataset(root: Path) -> Dataset:
     else:
         raise ModelError(f"{path}: header must start with file,x1,y1,x2,y2,plate or file,plate; got {','.join(rows[0])}")
     labels: dict[str, list] = defaultdict(list)
+    at = header.index("region") if "region" in header else None
     for n, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
@@ -75,12 +82,17 @@ def load_dataset(root: Path) -> Dataset:
                 raise ModelError(f"{path}:{n}: box coordinates must be numbers, got {','.join(row[1:5])}") from None
             if not (box[2] > box[0] and box[3] > box[1]):
                 raise ModelError(f"{path}:{n}: box must have x2 > x1 and y2 > y1, got {','.join(row[1:5])}")
-            labels[file].append((box, clean(row[5])))
+            labels[file].append((box, clean(row[5]), _issuer_label(row, at)))
         else:
-            labels[file].append((None, clean(row[1])))
+            labels[file].append((None, clean(row[1]), _issuer_label(row, at)))
     if not labels:
         raise ModelError(f"{path} lists no images")
     return Dataset(kind, root, dict(labels))
+
+
+def _issuer_label(row: list[str], at: int | None) -> str | None:
+    value = row[at].strip().lower() if at is not None and at < len(row) else ""
+    return value or None
 
 
 def iou(a, b) -> float:
@@ -111,29 +123,63 @@ class Score:
     unmatched: int = 0
     overlapped: int = 0  # plates some box overlaps, but none by more than IOU_MATCH
 
-    def add_still(self, truth: list[tuple[tuple, str]], preds: list[tuple[tuple, str | None]]) -> None:
-        """truth: [(box, plate)]; preds: [(box, text or None for a failed read)]."""
+    issuers: list[tuple[str, str | None]] = field(default_factory=list)  # (label, predicted) per labelled plate
+
+    def add_still(self, truth: list[tuple], preds: list[tuple]) -> None:
+        """truth: [(box, plate[, issuer label])]; preds: [(box, text or None for a failed read[, issuer])]."""
+        truth = [(*t, None)[:3] for t in truth]
+        preds = [(*p, None)[:3] for p in preds]
         matched = [False] * len(preds)
-        for box, plate in truth:
+        for box, plate, label in truth:
             self.plates += 1
             overlaps = [iou(box, p[0]) for p in preds]
             top = max(overlaps, default=0.0)
             if top <= IOU_MATCH:
                 self.overlapped += top > 0
+                if label:
+                    self.issuers.append((label, None))
                 continue
             self.detected += 1
             best = max(range(len(preds)), key=overlaps.__getitem__)
             text = preds[best][1] or ""
             self.read += text == plate
             self.chars += char_accuracy(text, plate)
+            if label:
+                self.issuers.append((label, preds[best][2]))
         for k, p in enumerate(preds):
-            matched[k] = any(iou(box, p[0]) > IOU_MATCH for box, _ in truth)
+            matched[k] = any(iou(t[0], p[0]) > IOU_MATCH for t in truth)
         self.unmatched += matched.count(False)
 
-    def add_crop(self, plate: str, text: str | None) -> None:
+    def add_crop(self, plate: str, text: str | None, label: str | None = None, issuer: str | None = None) -> None:
         self.plates += 1
         self.read += (text or "") == plate
         self.chars += char_accuracy(text or "", plate)
+        if label:
+            self.issuers.append((label, issuer))
+
+
+def issuer_figures(pairs: list[tuple[str, str | None]]) -> dict:
+    """Accuracy where an issuer is given, coverage, macro P/R/F1 over the labels, top confusions."""
+    given = [(t, p) for t, p in pairs if p is not None]
+    labels = sorted({t for t, _ in pairs})
+    precision, recall = [], []
+    for c in labels:
+        predicted = [t for t, p in given if p == c]
+        precision.append(sum(t == c for t in predicted) / len(predicted) if predicted else 0.0)
+        recall.append(sum(p == c for t, p in pairs if t == c) / sum(t == c for t, _ in pairs))
+    mp, mr = sum(precision) / len(labels), sum(recall) / len(labels)
+    f1 = [2 * a * b / (a + b) if a + b else 0.0 for a, b in zip(precision, recall)]
+    confused = Counter((t, p) for t, p in given if t != p).most_common(5)
+    return {"issuer_accuracy": round(sum(t == p for t, p in given) / len(given), 4) if given else None,
+            "issuer_coverage": round(len(given) / len(pairs), 4), "issuer_macro_precision": round(mp, 4),
+            "issuer_macro_recall": round(mr, 4), "issuer_macro_f1": round(sum(f1) / len(f1), 4),
+            "issuer_confused": [f"{t}->{p} x{n}" for (t, p), n in confused]}
+
+
+def predicted_issuer(issuer) -> str | None:
+    """The label a reading's issuer is scored as: for the US its state (none where only the
+    country is known), else its country."""
+    return issuer.subdivision if issuer.country == "us" else issuer.country
 
 
 def evaluate(root: Path, predictions: Path | None, min_confidence: float, device: str,
@@ -161,15 +207,15 @@ def evaluate(root: Path, predictions: Path | None, min_confidence: float, device
             if ds.kind == "stills":
                 plates = reader.read(img)
                 elapsed += time.perf_counter() - t0
-                score.add_still(truth, [(p.box, p.text) for p in plates])
+                score.add_still(truth, [(p.box, p.text, predicted_issuer(p.issuer)) for p in plates])
                 record = {"file": file, "plates": [{"text": p.text, "confidence": round(p.confidence, 4),
                           "char_confidences": [round(c, 4) for c in p.char_confidences],
                           "box": [round(v, 1) for v in p.box]} for p in plates]}
             else:
                 p = reader.read_crops([img])[0]
                 elapsed += time.perf_counter() - t0
-                for _, plate in truth:
-                    score.add_crop(plate, p.text)
+                for _, plate, label in truth:
+                    score.add_crop(plate, p.text, label, predicted_issuer(p.issuer))
                 record = {"file": file, "text": p.text, "confidence": round(p.confidence, 4)}
             if out:
                 out.write(json.dumps(record) + "\n")
@@ -185,6 +231,7 @@ def evaluate(root: Path, predictions: Path | None, min_confidence: float, device
         "unmatched_boxes": score.unmatched if ds.kind == "stills" else None,
         "overlapped_below_match": score.overlapped if ds.kind == "stills" else None,
         "ms_per_image": round(1000 * elapsed / n, 1),
+        **(issuer_figures(score.issuers) if score.issuers else {}),
     }
 
 
@@ -216,6 +263,11 @@ def main() -> int:
         print(f"unmatched boxes: {r['unmatched_boxes']}")
         print(f"missed plates overlapped at IoU <= {IOU_MATCH}: {r['overlapped_below_match']}")
     print(f"ms per image:    {r['ms_per_image']}")
+    if "issuer_coverage" in r:
+        accuracy = "-" if r["issuer_accuracy"] is None else f"{r['issuer_accuracy']:.1%}"
+        print(f"issuer:          {accuracy} right where given, coverage {r['issuer_coverage']:.1%}, macro P/R/F1 "
+              f"{r['issuer_macro_precision']:.2f}/{r['issuer_macro_recall']:.2f}/{r['issuer_macro_f1']:.2f}")
+        print(f"issuer confused: {', '.join(r['issuer_confused']) or 'none'}")
     print(json.dumps(r))
     return 0
 

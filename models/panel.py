@@ -210,7 +210,7 @@ def _peer_stills(root: Path) -> float:
     score = Score()
     for file, truth in ds.labels.items():
         img = cv2.imread(str(root / "images" / file))
-        score.add_still(truth, [(b, read(crop(img, b, 0.0))) for b in det(img)])
+        score.add_still(truth, [(b, read(crop(img, b, 0.0)), None) for b in det(img)])
     return score.read / score.plates
 
 

@@ -54,6 +54,15 @@ class PPOCRRecognizer:
         for i, c in enumerate(["", *chars, " "]):
             fold[i, charset.index(c.upper()) + 1 if i and len(c) == 1 and c.upper() in charset else 0] = 1
         self.fold = fold
+        self.charset = charset
+
+    def words(self, crops: list[np.ndarray]) -> list[str]:
+        """Per crop, the letters and digits it reads, as read (greedy, no plate formats)."""
+        out = []
+        for probs in self.probabilities(crops):
+            best = probs.argmax(1)
+            out.append("".join(self.charset[k - 1] for k, prev in zip(best, [0, *best[:-1]]) if k and k != prev))
+        return out
 
     def probabilities(self, crops: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Per crop, its (frames, 1 + len(charset)) probabilities."""

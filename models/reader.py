@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -20,6 +20,7 @@ import numpy as np
 from models.detector import IMGSZ, MIN_CONFIDENCE, PlateDetector
 from models.errors import ModelError
 from models.images import folder_images, size_problem
+from models.issuer import Issuer
 from models.recognizer import OCR_DIR, NETWORK, PlateRecognizer, TextRead
 
 # The recognizer was trained on boxes a few percent looser than the plate; detector
@@ -70,9 +71,11 @@ class PlateReading:
     detection_confidence: float
     region: str | None
     guess: str  # the best reading, even when it is not confident enough to report
+    issuer: Issuer = field(default_factory=Issuer)  # who issued the plate (models.issuer)
 
     def to_json(self) -> dict:
         d = asdict(self)
+        d.update(d.pop("issuer"))  # country, subdivision and their confidences, beside region
         d["box"] = [round(v, 1) for v in self.box]
         d["confidence"] = round(self.confidence, 4)
         d["char_confidences"] = [round(c, 4) for c in self.char_confidences]
@@ -212,7 +215,13 @@ class PlateReader:
             tries = [next(by_box) for _ in ds]
             keep = confirmed_tries([d.box for d in ds], [d.confidence for d in ds], tries, self.detection_confidence)
             out.append([self.reading(tries[i][k], ds[i].box, ds[i].confidence) for i, k in keep])
-        return out
+        return self._with_issuers(images, out)
+
+    def _with_issuers(self, images: list[np.ndarray], readings: list[list[PlateReading]]) -> list[list[PlateReading]]:
+        """The readings with who issued each plate, read on its crop."""
+        found = [(im, r) for im, rs in zip(images, readings) for r in rs]
+        issuers = iter(self.recognizer.issuers([crop(im, r.box) for im, r in found], [r.guess for _, r in found]))
+        return [[replace(r, issuer=next(issuers)) for r in rs] for rs in readings]
 
     def read_crops(self, crops: list[np.ndarray]) -> list[PlateReading]:
         """Images that are each one plate already (no detection)."""
@@ -223,7 +232,8 @@ class PlateReader:
         for i, t in zip(one_row, reads[len(crops):]):
             if t.confidence > best[i].confidence:
                 best[i] = t
-        return [self.reading(t, (0, 0, c.shape[1], c.shape[0]), 1.0) for t, c in zip(best, crops)]
+        one_each = [[self.reading(t, (0, 0, c.shape[1], c.shape[0]), 1.0)] for t, c in zip(best, crops)]
+        return [r for (r,) in self._with_issuers(crops, one_each)]
 
 
 def main() -> int:
@@ -261,7 +271,9 @@ def main() -> int:
                 print(f"{path}: recognition failed (best guess {p.guess!r}, confidence {p.confidence:.2f}) box={box}")
             else:
                 chars = " ".join(f"{c}:{q:.2f}" for c, q in zip(p.text, p.char_confidences))
-                print(f"{path}: {p.text} confidence={p.confidence:.2f} box={box} region={p.region} [{chars}]")
+                issuer = "/".join(filter(None, (p.issuer.country, p.issuer.subdivision))) or "unknown"
+                print(f"{path}: {p.text} confidence={p.confidence:.2f} box={box} region={p.region} issuer={issuer} "
+                      f"[{chars}]")
     return status
 
 

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 import yaml
 
-from models.defaults import NETWORK, OCR_DIR
+from models.defaults import NETWORK, OCR_DIR, resolve_device
 from models.errors import ModelError
 from models.formats import DIGITS, FORMATS, LETTERS, LOOKALIKES, PlateFormat, match_family
+from models.issuer import Issuer, read_issuers
 from models.ocr.alpr_crnn import INPUT_H, INPUT_W, Model
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,7 @@ class PlateRecognizer:
         weights = Path(weights)
         if not weights.is_file():
             raise ModelError(f"OCR weights not found: {weights}")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         self.formats = formats
         try:
             # EasyOCR loads `<storage dir>/<NETWORK>.pth` whatever the file is called: give it a
@@ -247,3 +247,8 @@ class PlateRecognizer:
             out = [combine(a, decode(p, self.formats), self.formats)
                    for a, p in zip(out, self.second.probabilities(crops))]
         return out
+
+    def issuers(self, crops: list[np.ndarray], texts: list[str]) -> list[Issuer]:
+        """Who issued each plate (`models.issuer`): from the words the second reader reads on it,
+        else from its number's format."""
+        return read_issuers(crops, texts, self.second.words if self.second is not None else None)

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.defaults import resolve_device
 from models.detector import DETECTOR_DIR, IMGSZ, ROOT, offline_ultralytics
 from models.synth.camera import degrade, pose
 from models.synth.plates import render_plate
@@ -200,10 +201,9 @@ def main() -> None:
     ap.add_argument("--skip-data", action="store_true", help="reuse data/detector as it is")
     args = ap.parse_args()
     offline_ultralytics()
-    import torch
     from ultralytics import YOLO
 
-    device = ("0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device.replace("cuda:", "")
+    device = resolve_device(args.device).replace("cuda:", "")
     last = RUN / "plates" / "weights" / "last.pt"
     if args.resume and last.exists():
         results_model = YOLO(str(last))

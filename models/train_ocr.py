@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from models.defaults import resolve_device
 from models.evaluate import load_dataset
 from models.recognizer import CHARSET, OCR_DIR, build_network, preprocess
 from models.synth.camera import degrade, ocr_crop
@@ -52,7 +53,7 @@ def jitter(rng: np.random.Generator, crop: np.ndarray) -> np.ndarray:
 
 def load_crops(root: Path) -> list[tuple[np.ndarray, str]]:
     ds = load_dataset(root)
-    return [(cv2.imread(str(root / "images" / f)), plate) for f, rows in ds.labels.items() for _, plate in rows]
+    return [(cv2.imread(str(root / "images" / f)), plate) for f, rows in ds.labels.items() for _, plate, _ in rows]
 
 
 class Crops(torch.utils.data.IterableDataset):
@@ -132,7 +133,7 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=0.999, help="decay of the weight average that is scored and saved")
     ap.add_argument("--out", type=Path, default=OCR_DIR / "alpr_crnn.pth")
     args = ap.parse_args()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     RUN_DIR.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,10 @@ class Plate(BaseModel):
     box: list[float] = Field(description="x1, y1, x2, y2 in pixels")
     detection_confidence: float
     region: str | None
+    country: str | None = Field(description="the issuing country, ISO 3166-1 alpha-2 in lower case; null: unknown")
+    country_confidence: float | None
+    subdivision: str | None = Field(description="the issuing US state, ISO 3166-2 suffix in lower case; null: unknown")
+    subdivision_confidence: float | None
     guess: str = Field(description="the best reading, even when not confident enough to report")
 
 

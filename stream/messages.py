@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.issuer import Issuer
 from trackers.kalman import Box, Track  # the tracker's output, detect+track -> read (re-exported)
 
 __all__ = ["Box", "Frame", "Track", "PlateRead", "Candidate", "PlateDecision"]
@@ -59,3 +60,4 @@ class PlateDecision:
     box: Box
     correction_of: str | None = None  # the earlier plate text this decision overturns
     crop: np.ndarray | None = field(default=None, repr=False)
+    issuer: Issuer = field(default_factory=Issuer)  # read once per decision, on its crop

@@ -22,6 +22,7 @@ and `run()` raises `StageFailed` once all is closed.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -193,7 +194,7 @@ class Pipeline:
         self.first_read: dict[tuple[str, int], dict[str, float]] = {}
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         # Seconds spent per stage since start; each is written by one thread only (bench figures).
-        self.stage_seconds = dict.fromkeys(("detect", "track", "ocr", "vote", "publish"), 0.0)
+        self.stage_seconds = dict.fromkeys(("detect", "track", "ocr", "vote", "issuer", "publish"), 0.0)
         self.failure: StageFailed | None = None  # the first stage that raised
         self.frames_done = 0
         self.frames_detected = 0  # frames the detector ran on (detector.detect_every skips some)
@@ -414,6 +415,9 @@ class Pipeline:
         self.stage_seconds[stage] += time.perf_counter() - start
 
     def _publish(self, d: PlateDecision) -> None:
+        if d.crop is not None:  # once per decision, on the crop it was read from
+            with self._timed("issuer"):
+                d = dataclasses.replace(d, issuer=self.recognizer.issuers([d.crop], [d.plate])[0])
         with self._timed("publish"):
             event = self.publisher.publish(d, self.clocks[d.camera_id])
         self.events += 1

@@ -33,7 +33,7 @@ from stream.messages import PlateDecision
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LINGER_MS = 2000  # on close, how long queued events may still go out before they are dropped
 JPEG_QUALITY = 90
 
@@ -85,6 +85,11 @@ def event_json(decision: PlateDecision, seq: int, event_id: str, clock: Clock) -
         "track_id": int(decision.track_id),
         "plate": decision.plate,
         "region": decision.region,
+        # who issued the plate (since version 2): ISO 3166-1 country, ISO 3166-2 suffix (US states)
+        "country": decision.issuer.country,
+        "country_confidence": decision.issuer.country_confidence,
+        "subdivision": decision.issuer.subdivision,
+        "subdivision_confidence": decision.issuer.subdivision_confidence,
         "confidence": round(float(decision.confidence), 4),
         "char_confidences": [round(float(c), 4) for c in decision.char_confidences],
         "candidates": [{"text": c.text, "score": round(float(c.score), 4)} for c in decision.candidates],

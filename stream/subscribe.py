@@ -3,6 +3,8 @@
     python -m stream.subscribe ENDPOINT [--topic plate.] [--count N] [--timeout S]
                                         [--replay ENDPOINT [--after N]]
                                         [--curve-key CLIENT.key_secret --server-key SERVER.key]
+    python -m stream.subscribe --journal events.db [--camera ID] [--plate TEXT] [--since T] [--until T]
+                                                   [--count N]
 
 Connects a ZeroMQ SUB socket to the publisher's endpoint and prints each event's JSON
 (the topic and any crop frame are left out: the JSON names the camera) until `--count`
@@ -15,6 +17,11 @@ the journal's end, or with `--after N` from the event after seq N (`--after 0`: 
 holds). For a publisher with CurveZMQ on, give this client's secret key file and the
 server's public key file (stream/curve.py). A bad endpoint or key is a one-line `error:`
 and exit status 2.
+
+With `--journal` it reads a journal file directly, with no pipeline running: the events it
+holds in seq order, those of one camera, plate (A-Z0-9, as published) or time of first sight
+(`--since` and `--until`, ISO 8601 UTC like 2026-12-07T10:00, or a prefix of it; `--until` is
+exclusive) only.
 
 From Python, `receive(endpoint, topic, count, timeout)` returns the events as a list, and
 `events(...)` yields them; both take `replay_endpoint`, `after` and `curve` too.
@@ -227,9 +234,33 @@ def receive(endpoint: str, topic: str = "plate.", count: int | None = None, time
         return list(islice(stream, count))
 
 
+def journal_events(path: str, camera: str | None = None, plate: str | None = None, since: str | None = None,
+                   until: str | None = None) -> Iterator[dict]:
+    """The events a journal file holds, in seq order, filtered as the module docstring says."""
+    from stream.journal import JournalReader
+
+    reader = JournalReader(path)
+    try:
+        seq = 0
+        while page := reader.after(seq, 1000):
+            seq = page[-1]["seq"]
+            for e in page:
+                seen = e["first_seen"]["time"]
+                if ((camera is None or e["camera_id"] == camera) and (plate is None or e["plate"] == plate)
+                        and (since is None or seen >= since) and (until is None or seen < until)):
+                    yield e
+    finally:
+        reader.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream.subscribe", description=__doc__.split("\n")[0])
-    parser.add_argument("endpoint", help="the publisher's endpoint, e.g. tcp://127.0.0.1:5556")
+    parser.add_argument("endpoint", nargs="?", help="the publisher's endpoint, e.g. tcp://127.0.0.1:5556")
+    parser.add_argument("--journal", metavar="FILE", help="read this journal file instead (no pipeline needed)")
+    parser.add_argument("--camera", help="with --journal: this camera's events only")
+    parser.add_argument("--plate", help="with --journal: this plate's events only")
+    parser.add_argument("--since", metavar="TIME", help="with --journal: first seen at or after (ISO 8601 UTC)")
+    parser.add_argument("--until", metavar="TIME", help="with --journal: first seen before (ISO 8601 UTC)")
     parser.add_argument("--topic", default="plate.",
                         help="topic prefix to receive (default plate.: every camera; plate.CAM for one; "
                              "health. for health messages)")
@@ -251,6 +282,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--after needs --replay and must be >= 0, got {args.after}")
     if (args.curve_key is None) != (args.server_key is None):
         parser.error("--curve-key and --server-key go together")
+    if (args.endpoint is None) == (args.journal is None):
+        parser.error("give an ENDPOINT or --journal FILE (one of them)")
+    if args.journal is None and any((args.camera, args.plate, args.since, args.until)):
+        parser.error("--camera, --plate, --since and --until go with --journal")
+    if args.journal is not None:
+        from stream.journal import JournalError
+
+        try:
+            plate = "".join(c for c in args.plate.upper() if c.isalnum()) if args.plate else None
+            for event in islice(journal_events(args.journal, args.camera, plate, args.since, args.until), args.count):
+                print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
+        except JournalError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     try:
         curve = Client.load(args.curve_key, args.server_key) if args.curve_key else None
         with closing(events(args.endpoint, args.topic, args.timeout, args.replay, args.after, curve)) as stream:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import HELDOUT_FONT, needs_shared, run_module, shared_path
-from models.evaluate import IOU_MATCH, Score, char_accuracy, iou, load_dataset
+from models.evaluate import IOU_MATCH, Score, char_accuracy, iou, issuer_figures, load_dataset
 from models.synth.camera import ocr_crop
 from models.synth.plates import render_plate
 from models.synth.scenes import render_scene
@@ -117,8 +117,8 @@ def test_load_dataset_stills(tmp_path):
         "b.jpg,5,5,50,20,7ABC123\n", encoding="utf-8")
     ds = load_dataset(tmp_path)
     assert ds.kind == "stills" and ds.root == tmp_path
-    assert ds.labels == {"a.jpg": [((1.0, 2.0, 30.0, 12.5), "XSNB23"), ((40.0, 2.0, 70.0, 12.0), "LS15EBC")],
-                         "b.jpg": [((5.0, 5.0, 50.0, 20.0), "7ABC123")]}
+    assert ds.labels == {"a.jpg": [((1.0, 2.0, 30.0, 12.5), "XSNB23", None), ((40.0, 2.0, 70.0, 12.0), "LS15EBC", None)],
+                         "b.jpg": [((5.0, 5.0, 50.0, 20.0), "7ABC123", None)]}
 
 
 def test_load_dataset_crops(tmp_path):
@@ -126,7 +126,7 @@ def test_load_dataset_crops(tmp_path):
     (tmp_path / "labels.csv").write_text("file,plate,notes\nc1.png,ab-12-cd,front\nc2.png,7ABC123\n")
     ds = load_dataset(tmp_path)
     assert ds.kind == "crops"
-    assert ds.labels == {"c1.png": [(None, "AB12CD")], "c2.png": [(None, "7ABC123")]}
+    assert ds.labels == {"c1.png": [(None, "AB12CD", None)], "c2.png": [(None, "7ABC123", None)]}
 
 
 @needs_shared
@@ -135,7 +135,7 @@ def test_load_dataset_on_the_shared_stills():
     assert ds.kind == "stills"
     assert len(ds.labels) > 100
     for file, rows in ds.labels.items():
-        for box, plate in rows:
+        for box, plate, _ in rows:
             assert box[2] > box[0] and box[3] > box[1]
             assert plate and plate.isalnum() and plate == plate.upper()
 
@@ -237,3 +237,23 @@ def test_evaluate_cli_on_crops(tmp_path):
         assert 0.0 <= rec["confidence"] <= 1.0
     exact = sum(rec["text"] == truth[rec["file"]] for rec in records) / 3
     assert s["exact_read_rate"] == pytest.approx(exact, abs=1e-4)
+
+
+def test_issuer_scoring_on_a_tiny_fixture():
+    """Labels ca, ca, ny, nl; read ca, ny, ny and none: accuracy where given 2/3, coverage 3/4;
+    precision ca 1, ny 1/2, nl 0; recall ca 1/2, ny 1, nl 0."""
+    f = issuer_figures([("ca", "ca"), ("ca", "ny"), ("ny", "ny"), ("nl", None)])
+    assert f["issuer_accuracy"] == round(2 / 3, 4) and f["issuer_coverage"] == 0.75
+    assert f["issuer_macro_precision"] == 0.5 and f["issuer_macro_recall"] == 0.5
+    assert f["issuer_macro_f1"] == round((2 / 3 + 2 / 3 + 0) / 3, 4)
+    assert f["issuer_confused"] == ["ca->ny x1"]
+
+
+def test_a_region_column_scores_the_issuer(tmp_path):
+    _touch_images(tmp_path, "c1.png")
+    (tmp_path / "labels.csv").write_text("file,plate,region\nc1.png,AB12CD,NY\n")
+    assert load_dataset(tmp_path).labels == {"c1.png": [(None, "AB12CD", "ny")]}
+    s = Score()
+    s.add_crop("AB12CD", "AB12CD", "ny", None)
+    s.add_still([((0, 0, 10, 10), "X1", "ca")], [((0, 0, 10, 10), "X1", "ca")])
+    assert s.issuers == [("ny", None), ("ca", "ca")]

@@ -9,6 +9,7 @@ import pytest
 import run_stream
 from config.schema import parse_config
 from models.detector import Detection, PlateDetector
+from models.issuer import Issuer
 from models.recognizer import TextRead
 from models.synth.video import render_video
 from stream.journal import Journal, JournalError, JournalReader
@@ -44,6 +45,9 @@ class CarAfterCar:
 class WidthReader:
     def read(self, crops, batch_size):
         return [TextRead(f"AB{c.shape[1]:03d}CD", 0.9, [0.99] * 7, None) for c in crops]
+
+    def issuers(self, crops, texts):
+        return [Issuer() for _ in crops]
 
 
 def failing(fn, error: Exception, after: int = FAIL_AFTER):

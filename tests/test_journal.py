@@ -483,3 +483,26 @@ def test_subscribe_cli_bad_replay_endpoint(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("error: cannot request replay from tcp://127.0.0.1:notaport")
     assert r.stderr.count("\n") == 1
+
+
+def test_subscribe_reads_a_journal_without_a_pipeline(tmp_path):
+    """Events of a stopped pipeline, from its journal file, filtered by camera, plate and time."""
+    path = tmp_path / "events.db"
+    publisher = EventPublisher(PublisherConfig(endpoint="tcp://127.0.0.1:*"), Journal(path))
+    for k, (cam, plate) in enumerate([("gate", "AB12CDE"), ("yard", "XY34ZZZ"), ("gate", "CD56EFG")]):
+        publisher.publish(decision(cam, k + 1, plate=plate, first_seen=(10.0 * k, k)), REPLAY)
+    publisher.close()
+
+    def read(*args):
+        return run_module("stream.subscribe", "--journal", path, *args, tmp_path=tmp_path, timeout=30)
+
+    every = read()
+    assert every.returncode == 0 and [json.loads(x)["plate"] for x in every.stdout.splitlines()] == [
+        "AB12CDE", "XY34ZZZ", "CD56EFG"]
+    assert [json.loads(x)["seq"] for x in read("--camera", "gate").stdout.splitlines()] == [1, 3]
+    assert [json.loads(x)["plate"] for x in read("--plate", "cd56-efg").stdout.splitlines()] == ["CD56EFG"]
+    # REPLAY's epoch is 2023-11-14T22:13:20Z: the events were first seen 0, 10 and 20 s after it
+    assert [json.loads(x)["seq"] for x in read("--since", "2023-11-14T22:13:25", "--until",
+                                               "2023-11-14T22:13:40").stdout.splitlines()] == [2]
+    r = run_module("stream.subscribe", "--journal", tmp_path / "none.db", tmp_path=tmp_path, timeout=30)
+    assert r.returncode == 2 and r.stderr == f"error: no journal at {tmp_path / 'none.db'}\n"

@@ -26,6 +26,8 @@ from models.formats import FORMATS, MAX_TEMPLATES, family_matcher, from_regexes,
 from models.reader import (CONFIRMED_READ, CROP_MARGIN, EXTRA_MARGINS, GATED_WIDTH, MAX_PLATE_CHARS, READ_EVIDENCE,
                            SURE_DETECTION, WEAK_DETECTION, PlateReader, confirmed, confirmed_tries, crop)
 from models.errors import ModelError
+from models.evaluate import predicted_issuer
+from models.issuer import Issuer, from_words
 from models.ppocr import PPOCRRecognizer, model_path
 from models.recognizer import CHARSET, MIN_SWAP_RATIO, TextRead, combine, decode
 from models.synth.camera import warp
@@ -638,3 +640,24 @@ def test_the_second_reader_reads_clear_plates(reader):
     probs = reader.recognizer.second.probabilities([mild_crop(rng, p.image) for p in plates])
     pairs = [(p.text, decode(x, FORMATS).text) for p, x in zip(plates, probs)]
     assert sum(t == r for t, r in pairs) >= 5, _report(pairs)
+
+
+# --- who issued the plate ------------------------------------------------------------------------
+
+def test_generated_plates_of_several_states_and_countries_get_their_issuer(reader):
+    rng = np.random.default_rng(777)
+    for family, at_least in (("us", 10), ("eu", 5), ("uk", 8), ("br", 5)):
+        plates = [render_plate(rng, family=family, fonts=(HELDOUT_FONT,), glyph_prob=0.0) for _ in range(12)]
+        got = [predicted_issuer(r.issuer) for r in reader.read_crops([mild_crop(rng, p.image) for p in plates])]
+        pairs = [(p.issuer, g) for p, g in zip(plates, got)]
+        assert sum(t == g for t, g in pairs) >= at_least and all(g in (t, None) for t, g in pairs), (family, pairs)
+
+
+def test_a_plate_without_words_and_of_a_shared_format_gets_no_state(reader):
+    """ABC1234 is a US format and Brazil's old one: neither country nor state is guessed."""
+    img = np.full((120, 320, 3), 235, np.uint8)
+    cv2.putText(img, "ABC 1234", (18, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.9, (20, 20, 20), 5)
+    r = reader.read_crops([img])[0]
+    assert r.text == "ABC1234" and r.issuer == Issuer()
+    assert from_words(["FLORIANOPOLIS"]).country == "br" and from_words(["WESTVIRGINIA"]).subdivision == "wv"
+    assert from_words(["NEWJERSE"]).subdivision == "nj" and from_words(["OHI0"]) is None  # short names: exact

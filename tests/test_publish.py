@@ -27,8 +27,9 @@ from stream.subscribe import receive
 ANY_PORT = "tcp://127.0.0.1:*"  # the publisher binds a free port and reports it in .endpoint
 REPLAY = Clock(epoch=1_700_000_000.0)  # 2023-11-14T22:13:20Z
 WAIT_MS = 5000
-KEYS = {"type", "schema_version", "event_id", "seq", "camera_id", "track_id", "plate", "region", "confidence",
-        "char_confidences", "candidates", "box", "first_seen", "last_seen", "reads"}
+KEYS = {"type", "schema_version", "event_id", "seq", "camera_id", "track_id", "plate", "region", "country",
+        "country_confidence", "subdivision", "subdivision_confidence", "confidence", "char_confidences", "candidates",
+        "box", "first_seen", "last_seen", "reads"}
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -131,7 +132,7 @@ def test_event_carries_every_documented_key_with_its_type(publisher):
     e = json.loads(recv(sub)[1])
     sub.close()
     assert set(e) == KEYS
-    assert e["type"] == "plate" and e["schema_version"] == SCHEMA_VERSION == 1
+    assert e["type"] == "plate" and e["schema_version"] == SCHEMA_VERSION == 2
     assert re.fullmatch(r"[0-9a-f]{32}", e["event_id"])
     assert e["seq"] == 1 and e["camera_id"] == "cam0" and e["track_id"] == 7
     assert e["plate"] == "AB12CDE" and e["region"] == "uk" and e["reads"] == 5

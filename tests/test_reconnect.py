@@ -21,6 +21,7 @@ import pytest
 import stream.capture as capture_module
 from config.schema import parse_config
 from models.detector import Detection
+from models.issuer import Issuer
 from models.recognizer import TextRead
 from models.synth.video import render_video
 from stream.capture import Capture, EndOfStream
@@ -250,13 +251,16 @@ def test_an_unreachable_camera_retries_with_growing_pauses_and_others_finish(tmp
 class OnePlateDetector:
     """The same plate box in every frame: one track that never ends by itself."""
 
-    def detect(self, images, conf, stills=False, weak=None):
+    def detect(self, images, conf, stills=False, weak=None, tiled=None):
         return [[Detection((40.0, 40.0, 120.0, 70.0), 0.9)] for _ in images]
 
 
 class OnePlateReader:
     def read(self, crops, batch_size):
         return [TextRead("AB12CDE", 0.9, [0.99] * 7, "uk") for _ in crops]
+
+    def issuers(self, crops, texts):
+        return [Issuer("gb", 0.6) for _ in crops]
 
 
 def test_a_lost_camera_has_its_open_tracks_published_while_it_reconnects(tmp_path, monkeypatch):

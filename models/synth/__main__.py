@@ -2,9 +2,9 @@
 
     python -m models.synth stills N OUT_DIR [--seed S] [--font FILE ...]   # scenes + boxes
     python -m models.synth closeups N OUT_DIR [...]  # gate views: one plate 60-600 px wide in 640x480
-    python -m models.synth crops N OUT_DIR [--seed S] [--font FILE ...]    # plate crops
+    python -m models.synth crops N OUT_DIR [--seed S] [--font FILE ...]    # plate crops, with their issuer
 
-OUT_DIR gets `images/` and `labels.csv` (`file,x1,y1,x2,y2,plate` or `file,plate`), so
+OUT_DIR gets `images/` and `labels.csv` (`file,x1,y1,x2,y2,plate` or `file,plate,region`), so
 `python -m models.evaluate OUT_DIR` scores the models on it.
 """
 from __future__ import annotations
@@ -40,12 +40,12 @@ def write_crops(n: int, out: Path, seed: int, fonts: tuple[str, ...]) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     with open(out / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["file", "plate"])
+        w.writerow(["file", "plate", "region"])
         for i in range(n):
             plate = render_plate(rng, fonts=fonts, glyph_prob=0.6 if fonts == TRAIN_FONTS else 0.0)
             name = f"crop_{i:04d}.png"
             cv2.imwrite(str(out / "images" / name), ocr_crop(rng, plate))
-            w.writerow([name, plate.text])
+            w.writerow([name, plate.text, plate.issuer])
 
 
 def main() -> None:

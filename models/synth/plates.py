@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from models.formats import ALPHABET, DIGITS, FORMATS, LETTERS, PlateFormat
+from models.issuer import FORMAT_COUNTRIES, from_words
 from models.synth.glyphs import Style, render_glyph
 
 FONT_DIR = Path(__file__).parent / "fonts"
@@ -61,6 +62,7 @@ class Plate:
     family: str
     two_rows: bool
     serial_box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the number's characters in `image`
+    issuer: str | None = None  # who issued it, as `models.evaluate` labels it: US state, else country
 
 
 def _style(rng: np.random.Generator, family: str) -> Style:
@@ -246,7 +248,9 @@ def render_plate(rng: np.random.Generator, family: str | None = None, fonts: tup
             ink = (245, 245, 245) if rng.random() < 0.5 else (20, 20, 20)
         img = _background(rng, H, W, base)
         top_col = DARK_INKS[rng.integers(len(DARK_INKS))] if light else (240, 240, 240)
-        small_text(rng, img, US_STATES[rng.integers(len(US_STATES))], (int(W * rng.uniform(0.15, 0.3)), int(H * 0.04),
+        state = US_STATES[rng.integers(len(US_STATES))]
+        issuer = from_words([state]).subdivision
+        small_text(rng, img, state, (int(W * rng.uniform(0.15, 0.3)), int(H * 0.04),
                     int(W * rng.uniform(0.7, 0.85)), int(H * rng.uniform(0.16, 0.24))), top_col)
         small_text(rng, img, US_SLOGANS[rng.integers(len(US_SLOGANS))], (int(W * 0.2), int(H * 0.84), int(W * 0.8),
                     int(H * 0.96)), top_col)
@@ -257,6 +261,7 @@ def render_plate(rng: np.random.Generator, family: str | None = None, fonts: tup
                 cv2.rectangle(img, (x, int(H * 0.05)), (x + int(W * 0.12), int(H * 0.22)),
                               tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
     elif family == "eu":
+        issuer = FORMAT_COUNTRIES[fmt.name.split("-")[0]]
         two = fmt.two_rows
         H, W = (200, 280) if two else (110, 520)
         yellow = fmt.name.startswith("netherlands") and rng.random() < 0.7
@@ -272,6 +277,7 @@ def render_plate(rng: np.random.Generator, family: str | None = None, fonts: tup
             parts = number.split(" ")
             number = parts[0] + "  " + " ".join(parts[1:])
     elif family == "uk":
+        issuer = "gb"
         two = fmt.two_rows
         H, W = (203, 285) if two else (111, 520)
         img = _background(rng, H, W, (20, 200, 250) if rng.random() < 0.55 else (240, 240, 240))
@@ -286,6 +292,7 @@ def render_plate(rng: np.random.Generator, family: str | None = None, fonts: tup
             small_text(rng, img, "AUTO PLATES LEEDS", (int(W * 0.3), int(H * 0.9), int(W * 0.7), int(H * 0.98)), ink)
         text_box = (band + int(W * 0.04), int(H * 0.1), W - int(W * 0.04), int(H * 0.9))
     else:  # Brazil
+        issuer = "br"
         two = fmt.two_rows
         mercosur = fmt.name.startswith("mercosur")
         H, W = (170, 200) if two else (130, 400)
@@ -311,4 +318,4 @@ def render_plate(rng: np.random.Generator, family: str | None = None, fonts: tup
     if rng.random() < 0.7:  # embossed rim
         cv2.rectangle(img, (1, 1), (img.shape[1] - 2, img.shape[0] - 2), ink if family == "us" else (30, 30, 30),
                       max(1, int(img.shape[0] * rng.uniform(0.01, 0.03))))
-    return Plate(img, "".join(c for c in number if c.isalnum()), family, len(rows) > 1, serial)
+    return Plate(img, "".join(c for c in number if c.isalnum()), family, len(rows) > 1, serial, issuer)
