@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 
 from config.schema import CameraConfig, Config, ConfigError, load_config, parse_config
-from models.errors import ModelError
+from models.errors import AlprError
 from models.images import size_problem
 from models.formats import from_regexes
 from models.reader import PlateReader, PlateReading
@@ -367,8 +367,8 @@ def _check_video(path: Path, filename: str | None) -> None:
 
 def create_app(config: Config) -> FastAPI:
     """The app for a validated config: loads the models, and makes (not yet starts) the job
-    worker and, with cameras configured, the live pipeline. ModelError, SourceError,
-    PublishError: one-line reasons it cannot start."""
+    worker and, with cameras configured, the live pipeline. AlprError: the one-line reason it
+    cannot start."""
     d, o, api = config.detector, config.ocr, config.api
     reader = PlateReader(d.weights, o.weights, device=d.device, min_confidence=api.min_confidence,
                          detection_confidence=d.conf, imgsz=d.imgsz, half=d.half,
@@ -491,9 +491,6 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
     import zmq
 
-    from stream.capture import SourceError
-    from stream.publish import PublishError
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, help="YAML config (README: Configuration); its api section")
     ap.add_argument("--host", help="bind address (default: api.host)")
@@ -511,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     try:
         app = create_app(config)
-    except (SourceError, ModelError, PublishError, OSError, ValueError) as e:
+    except (AlprError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # An open MJPEG stream never ends by itself: shutdown closes it after this long.

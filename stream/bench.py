@@ -45,12 +45,11 @@ import psutil
 import zmq
 
 from config.schema import CameraConfig, DetectorConfig, parse_config
-from models.errors import ModelError
+from models.errors import AlprError
 from models.formats import clean
 from stream.capture import SourceError
 from stream.peer import run_peer
 from stream.pipeline import Pipeline
-from stream.publish import PublishError
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "traffic.mp4"
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(args.source, args.streams, args.loop, args.device, args.weights, args.detect_every,
                      args.realtime, args.stalled_subscriber, args.peer, args.truth)
-    except (SourceError, ModelError, PublishError, OSError, ValueError, ImportError) as e:
+    except (AlprError, OSError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result) if args.json else report(result), flush=True)

@@ -22,11 +22,13 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from models.errors import AlprError
+
 
 ZAP_ATTEMPTS = 100  # 20 ms apart
 
 
-class CurveError(ValueError):
+class CurveError(AlprError, ValueError):
     """A key file or folder cannot be used; one line naming it."""
 
 

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from config.schema import CameraConfig, ConfigError, load_config, parse_config
-from models.errors import ModelError
+from config.schema import CameraConfig, load_config, parse_config
+from models.errors import AlprError, ModelError
 from models.formats import clean
-from stream.capture import SourceError
 
 
 def _truth(path: Path, plates: list[str] | None) -> list[tuple[Path, list[str]]]:
@@ -53,7 +52,7 @@ def main() -> int:
     try:
         clips = _truth(args.path, args.plate)
         base = load_config(args.config) if args.config else parse_config(None)
-    except (ModelError, ConfigError) as e:
+    except AlprError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     base.publisher.endpoint = "tcp://127.0.0.1:*"
@@ -65,7 +64,7 @@ def main() -> int:
         base.cameras = [CameraConfig("eval", str(clip))]
         try:
             pipeline = Pipeline(base, realtime=args.realtime, models=models)
-        except (SourceError, ModelError) as e:
+        except AlprError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         models = pipeline.models

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from models.errors import AlprError
+
 PRUNE_SECONDS = 300.0
 DAY = 86400.0
 
@@ -27,7 +29,7 @@ _SCHEMA = ("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, time REA
            "CREATE INDEX IF NOT EXISTS events_time ON events (time)")
 
 
-class JournalError(ValueError):
+class JournalError(AlprError, ValueError):
     """The journal cannot be used; the message is one line naming its path."""
 
 

@@ -49,10 +49,11 @@ from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import Frame, PlateDecision, PlateRead, Track
 from stream.metrics import PipelineMetrics
-from stream.publish import SCHEMA_VERSION, Clock, EventPublisher, now_iso
+from stream.publish import Clock, EventPublisher, now_iso
 from stream.replay import ReplayServer
 from stream.sinks import open_sinks
 from stream.vote import PlateVoter
+from stream.wire import SCHEMA_VERSION, CameraHealth, ProcessHealth
 from trackers.kalman import SortTracker
 
 log = logging.getLogger(__name__)
@@ -469,17 +470,13 @@ class Pipeline:
             done = self.processed[c.camera_id]
             read_before, done_before = self._health_counts.get(c.camera_id, (0, 0))
             self._health_counts[c.camera_id] = (c.read, done)
-            self.publisher.send_health(c.camera_id, {
-                "type": "health", "schema_version": SCHEMA_VERSION, "time": now_iso(), "camera_id": c.camera_id,
-                "state": c.state, "is_streaming": c.state == "streaming",
-                "fps_in": round((c.read - read_before) / seconds, 2),
-                "fps_processed": round((done - done_before) / seconds, 2),
-                "frames_in": c.read, "frames_processed": done, "frames_dropped": c.dropped,
-                "queue_depth": c.frames.qsize(), "reconnects": c.reconnects, "last_error": c.last_error})
-        self.publisher.send_health("process", {
-            "type": "health", "schema_version": SCHEMA_VERSION, "time": now_iso(),
-            "uptime_seconds": round(now - self._started, 1), "events_published": self.events,
-            "last_seq": self.publisher.last_seq})
+            self.publisher.send_health(c.camera_id, CameraHealth(
+                "health", SCHEMA_VERSION, now_iso(), c.camera_id, c.state, c.state == "streaming",
+                fps_in=round((c.read - read_before) / seconds, 2), fps_processed=round((done - done_before) / seconds, 2),
+                frames_in=c.read, frames_processed=done, frames_dropped=c.dropped, queue_depth=c.frames.qsize(),
+                reconnects=c.reconnects, last_error=c.last_error))
+        self.publisher.send_health("process", ProcessHealth(
+            "health", SCHEMA_VERSION, now_iso(), round(now - self._started, 1), self.events, self.publisher.last_seq))
 
     # --- running --------------------------------------------------------------------------
     def stats(self) -> dict:

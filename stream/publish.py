@@ -3,7 +3,7 @@
 A message is two frames, the topic `plate.<camera_id>` and the event as UTF-8 JSON, plus a
 third frame, the plate crop as JPEG, when `publisher.send_crop` is on. Corrections share
 the plate topic (a subscriber to `plate.` gets both) and say what they are in `type`.
-The event layout is documented in the README (Event schema); change it only with `SCHEMA_VERSION`.
+The event layout is `stream.wire.PlateEvent` (docs/events.md); change it only with its `SCHEMA_VERSION`.
 
 With a journal (stream/journal.py) each event is written there before it is sent, so a
 subscriber can fetch what it missed from the replay server, and seq continues from the
@@ -15,6 +15,7 @@ Health messages (`send_health`) share the socket under `health.<name>` topics, w
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -27,20 +28,21 @@ import numpy as np
 import zmq
 
 from config.schema import PublisherConfig
+from models.errors import AlprError
 from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import PlateDecision
+from stream.wire import SCHEMA_VERSION, CameraHealth, EventCandidate, PlateEvent, ProcessHealth, Seen
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
 LINGER_MS = 2000  # on close, how long queued events may still go out before they are dropped
 JPEG_QUALITY = 90
 
 _EPOCH = datetime(1970, 1, 1)
 
 
-class PublishError(ValueError):
+class PublishError(AlprError, ValueError):
     """The publisher cannot start; the message is one line naming the endpoint."""
 
 
@@ -65,42 +67,34 @@ def now_iso() -> str:
     return _iso(time.time())
 
 
-def _seen(seen: tuple[float, int], clock: Clock) -> dict:
+def _seen(seen: tuple[float, int], clock: Clock) -> Seen:
     timestamp, frame = seen
-    return {"time": _iso(clock.epoch + timestamp), "offset": round(float(timestamp), 6), "frame": int(frame)}
+    return Seen(_iso(clock.epoch + timestamp), round(float(timestamp), 6), int(frame))
 
 
 def event_json(decision: PlateDecision, seq: int, event_id: str, clock: Clock) -> dict:
-    """The event for `decision`, as published (layout: README, "Event schema").
+    """The event for `decision`, as published (`stream.wire.PlateEvent`).
 
     Numbers are converted to Python floats and ints, since boxes and confidences may arrive
     as numpy scalars, which `json` cannot write.
     """
-    event = {
-        "type": "plate" if decision.correction_of is None else "correction",
-        "schema_version": SCHEMA_VERSION,
-        "event_id": event_id,
-        "seq": seq,
-        "camera_id": decision.camera_id,
-        "track_id": int(decision.track_id),
-        "plate": decision.plate,
-        "region": decision.region,
-        # who issued the plate (since version 2): ISO 3166-1 country, ISO 3166-2 suffix (US states)
-        "country": decision.issuer.country,
-        "country_confidence": decision.issuer.country_confidence,
-        "subdivision": decision.issuer.subdivision,
-        "subdivision_confidence": decision.issuer.subdivision_confidence,
-        "confidence": round(float(decision.confidence), 4),
-        "char_confidences": [round(float(c), 4) for c in decision.char_confidences],
-        "candidates": [{"text": c.text, "score": round(float(c.score), 4)} for c in decision.candidates],
-        "box": [round(float(v), 1) for v in decision.box],
-        "first_seen": _seen(decision.first_seen, clock),
-        "last_seen": _seen(decision.last_seen, clock),
-        "reads": int(decision.reads),
-    }
-    if decision.correction_of is not None:
-        event["corrects"] = decision.correction_of
-    return event
+    issuer = decision.issuer
+    return PlateEvent(
+        type="plate" if decision.correction_of is None else "correction", schema_version=SCHEMA_VERSION,
+        event_id=event_id, seq=seq, camera_id=decision.camera_id, track_id=int(decision.track_id),
+        plate=decision.plate, region=decision.region,
+        country=issuer.country, country_confidence=_rounded(issuer.country_confidence),
+        subdivision=issuer.subdivision, subdivision_confidence=_rounded(issuer.subdivision_confidence),
+        confidence=round(float(decision.confidence), 4),
+        char_confidences=[round(float(c), 4) for c in decision.char_confidences],
+        candidates=[EventCandidate(c.text, round(float(c.score), 4)) for c in decision.candidates],
+        box=[round(float(v), 1) for v in decision.box],
+        first_seen=_seen(decision.first_seen, clock), last_seen=_seen(decision.last_seen, clock),
+        reads=int(decision.reads), corrects=decision.correction_of).to_json()
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def _jpeg(crop: np.ndarray) -> bytes | None:
@@ -170,10 +164,11 @@ class EventPublisher:
         """The seq of the latest event (this run's, or with the journal an earlier run's); 0: none yet."""
         return self._next_seq - 1
 
-    def send_health(self, name: str, message: dict) -> None:
-        """Send `message` on topic `health.<name>`: not journaled, no seq (a lost one is
-        replaced by the next)."""
-        self._socket.send_multipart([f"health.{name}".encode(), json.dumps(message, separators=(",", ":")).encode()])
+    def send_health(self, name: str, message: CameraHealth | ProcessHealth | dict) -> None:
+        """Send `message` (a `stream.wire` health message or its JSON object) on topic
+        `health.<name>`: not journaled, no seq (a lost one is replaced by the next)."""
+        body = dataclasses.asdict(message) if dataclasses.is_dataclass(message) else message
+        self._socket.send_multipart([f"health.{name}".encode(), json.dumps(body, separators=(",", ":")).encode()])
 
     def close(self) -> None:
         """Close the socket, giving queued events up to LINGER_MS to leave (the journal is

@@ -40,7 +40,8 @@ from itertools import islice
 
 import zmq
 
-from stream.curve import Client, CurveError
+from models.errors import AlprError
+from stream.curve import Client
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ REQUEST_TIMEOUT_MS = 2000  # a replay request unanswered this long is sent again
 ATTEMPTS = 3  # requests for a gap before giving up on the replay endpoint
 
 
-class SubscribeError(ValueError):
+class SubscribeError(AlprError, ValueError):
     """The endpoint cannot be used, or sent something that is not an event; one line."""
 
 
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         with closing(events(args.endpoint, args.topic, args.timeout, args.replay, args.after, curve)) as stream:
             for event in islice(stream, args.count):
                 print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
-    except (SubscribeError, CurveError) as e:
+    except AlprError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,10 +19,12 @@ from zmq.utils.monitor import recv_monitor_message
 
 from config.schema import PublisherConfig
 from conftest import ROOT, offline_env, run_module
+from models.issuer import Issuer
 from stream.journal import Journal
 from stream.messages import Candidate, PlateDecision
 from stream.publish import SCHEMA_VERSION, Clock, EventPublisher, PublishError, event_json
 from stream.subscribe import receive
+from stream.wire import CameraHealth, problems, schemas
 
 ANY_PORT = "tcp://127.0.0.1:*"  # the publisher binds a free port and reports it in .endpoint
 REPLAY = Clock(epoch=1_700_000_000.0)  # 2023-11-14T22:13:20Z
@@ -268,3 +270,21 @@ def test_subscribe_cli_bad_endpoint(tmp_path):
     r = run_module("stream.subscribe", "tcp://127.0.0.1:notaport", "--timeout", 1, tmp_path=tmp_path, timeout=30)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("error: cannot subscribe to tcp://127.0.0.1:notaport") and r.stderr.count("\n") == 1
+
+
+def test_what_is_sent_fits_the_published_json_schema(publisher):
+    """docs/event.schema.json is `python -m stream.wire`'s output, and events (a plate and a
+    correction) and health messages as sent fit it."""
+    assert json.loads((ROOT / "docs" / "event.schema.json").read_text()) == schemas()
+    messages = schemas()["messages"]
+    sub = joined(publisher.endpoint, b"")
+    publisher.publish(decision(), REPLAY)
+    publisher.publish(decision(correction_of="AB12CDF", issuer=Issuer("gb", 0.6)), REPLAY)
+    publisher.send_health("cam0", CameraHealth("health", SCHEMA_VERSION, "2026-12-07T10:00:00.000Z", "cam0",
+                                               "streaming", True, 12.5, 12.0, 100, 99, 1, 0, 0, None))
+    got = [json.loads(recv(sub)[1]) for _ in range(3)]
+    sub.close()
+    assert [problems(m, messages[k]) for m, k in zip(got, ["PlateEvent", "PlateEvent", "CameraHealth"])] == [[], [], []]
+    assert "corrects" not in got[0] and got[1]["corrects"] == "AB12CDF" and got[1]["country"] == "gb"
+    assert problems({**got[0], "plate": 7}, messages["PlateEvent"]) == ["$.plate: 7 is not string"]
+    assert problems({k: v for k, v in got[0].items() if k != "seq"}, messages["PlateEvent"]) == ["$: missing seq"]

@@ -12,7 +12,7 @@ from conftest import ROOT
 ALLOWED = {
     "models": ("models",),
     "trackers": ("models", "trackers"),
-    "config": ("config", "models.defaults", "models.formats"),
+    "config": ("config", "models.defaults", "models.errors", "models.formats"),
     "stream": ("config", "models", "trackers", "stream"),
 }
 
