@@ -11,7 +11,7 @@ import numpy as np
 from models.issuer import Issuer
 from trackers.kalman import Box, Track  # the tracker's output, detect+track -> read (re-exported)
 
-__all__ = ["Box", "Frame", "Track", "PlateRead", "Candidate", "PlateDecision"]
+__all__ = ["Box", "Frame", "Track", "PlateRead", "Direction", "Candidate", "PlateDecision"]
 
 
 @dataclass
@@ -36,6 +36,16 @@ class PlateRead:
     region: str | None
     box: Box
     crop: np.ndarray | None = field(default=None, repr=False)  # BGR plate crop, for the event's JPEG
+    vehicle: np.ndarray | None = field(default=None, repr=False)  # BGR crop around the vehicle, for evidence
+
+
+@dataclass
+class Direction:
+    """Which way a plate moved while it was read: `motion` approaching (it grew), receding (it
+    shrank), crossing (it moved across the view) or stationary; `angle` of its path in the
+    image, degrees counter-clockwise from the right (90: up the frame), None when stationary."""
+    motion: str
+    angle: float | None
 
 
 @dataclass
@@ -59,5 +69,8 @@ class PlateDecision:
     last_seen: tuple[float, int]
     box: Box
     correction_of: str | None = None  # the earlier plate text this decision overturns
-    crop: np.ndarray | None = field(default=None, repr=False)
+    crop: np.ndarray | None = field(default=None, repr=False)  # of the read that won the vote
     issuer: Issuer = field(default_factory=Issuer)  # read once per decision, on its crop
+    captured: tuple[float, int] | None = None  # (timestamp, frame index) of the read that won the vote
+    direction: Direction | None = None
+    vehicle: np.ndarray | None = field(default=None, repr=False)  # around the vehicle, same frame as crop

@@ -114,6 +114,13 @@ def crop_quality(crop: np.ndarray) -> float:
     return crop.shape[1] * min(1.0, sharp / 400.0)
 
 
+def vehicle_box(plate: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """Around a plate, where its vehicle is: a car is about four plates wide, its plate low on it."""
+    x1, y1, x2, y2 = plate
+    w = x2 - x1
+    return x1 - 1.5 * w, y1 - 2.2 * w, x2 + 1.5 * w, y2 + 0.6 * w
+
+
 def _in_roi(box, roi) -> bool:
     if roi is None:
         return True
@@ -376,7 +383,8 @@ class Pipeline:
             self.first_read.setdefault((f.camera_id, track.track_id), {}).setdefault(r.text, f.received)
             with self._timed("vote"):
                 d = voter.add(PlateRead(f.camera_id, track.track_id, f.index, f.timestamp, r.text, r.confidence,
-                                        r.char_confidences, r.region, track.box, crop))
+                                        r.char_confidences, r.region, track.box, crop,
+                                        crop_box(f.image, vehicle_box(track.box), 0.0)))
             if d:
                 self._publish(d)
             if (plate := voter.settled(track.track_id)) is not None:

@@ -32,7 +32,8 @@ from models.errors import AlprError
 from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import PlateDecision
-from stream.wire import SCHEMA_VERSION, CameraHealth, EventCandidate, PlateEvent, ProcessHealth, Seen
+from stream.wire import (SCHEMA_VERSION, CameraHealth, EventCandidate, EventDirection, PlateEvent, ProcessHealth,
+                         Seen)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,11 @@ def event_json(decision: PlateDecision, seq: int, event_id: str, clock: Clock) -
         candidates=[EventCandidate(c.text, round(float(c.score), 4)) for c in decision.candidates],
         box=[round(float(v), 1) for v in decision.box],
         first_seen=_seen(decision.first_seen, clock), last_seen=_seen(decision.last_seen, clock),
-        reads=int(decision.reads), corrects=decision.correction_of).to_json()
+        reads=int(decision.reads),
+        captured=None if decision.captured is None else _seen(decision.captured, clock),
+        direction=None if decision.direction is None else EventDirection(decision.direction.motion,
+                                                                          decision.direction.angle),
+        corrects=decision.correction_of).to_json()
 
 
 def _rounded(value: float | None) -> float | None:

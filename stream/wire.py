@@ -18,7 +18,8 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-SCHEMA_VERSION = 2  # 2: country, subdivision and their confidences added to PlateEvent
+# 2: PlateEvent's country, subdivision and their confidences, captured and direction added
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -32,6 +33,12 @@ class Seen:
 class EventCandidate:
     text: str
     score: float
+
+
+@dataclass
+class EventDirection:
+    motion: Literal["approaching", "receding", "crossing", "stationary"]
+    angle: float | None  # degrees counter-clockwise from the image's right (90: up); null when stationary
 
 
 @dataclass
@@ -55,6 +62,8 @@ class PlateEvent:
     first_seen: Seen
     last_seen: Seen
     reads: int  # OCR reads voted
+    captured: Seen | None  # the frame whose read won the vote (its crop is the event's evidence)
+    direction: EventDirection | None  # which way the plate moved while it was read
     corrects: str | None = None  # a correction's earlier plate; absent from plate events
 
     def to_json(self) -> dict:

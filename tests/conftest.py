@@ -79,3 +79,23 @@ def run_module(module: str, *args, tmp_path: Path, timeout: float = 240) -> subp
     attempts = log.read_text() if log.exists() else ""
     assert not attempts, f"{module} tried to reach the network:\n{attempts}"
     return r
+
+
+# --- the fast subset -------------------------------------------------------------------------
+# `pytest -m "not slow"` runs the logic tests alone (under a minute on 2 cores); `slow` marks
+# what loads the shipped models, runs a command or the pipeline end to end, or starts a server
+# (RTSP, MQTT, a browser). `.ci/run` runs everything.
+SLOW_MODULES = {"test_api", "test_bench", "test_capture", "test_errors", "test_label_crops", "test_models",
+                "test_pipeline", "test_reconnect", "test_sinks", "test_synth"}
+SLOW_FIXTURES = {"reader"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: loads models, runs commands or servers (deselect: -m 'not slow')")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if (item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames)
+                or "tmp_path" in item.fixturenames and "run_module" in item.function.__code__.co_names):
+            item.add_marker(pytest.mark.slow)

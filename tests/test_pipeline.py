@@ -109,6 +109,12 @@ def test_one_correct_event_per_car_in_order(video, tmp_path):
     assert [e["type"] for e in received] == ["plate"] * len(received)
     by_first_seen = sorted(received, key=lambda e: e["first_seen"]["frame"])
     assert [e["plate"] for e in by_first_seen] == [c.plate for c in truth]
+    # cars drive across in both directions: their events' angles point their ways
+    assert {c.heading for c in truth} == {"right", "left"}
+    for e, car in zip(by_first_seen, truth):
+        assert e["direction"]["motion"] == "crossing", e["direction"]
+        assert (abs((e["direction"]["angle"] + 180) % 360 - 180) < 30 if car.heading == "right"
+                else abs(e["direction"]["angle"] - 180) < 30), (car.heading, e["direction"])
     assert received == journal  # the --jsonl file holds exactly what was published
     cap = cv2.VideoCapture(str(annotated))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))

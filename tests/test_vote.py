@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from stream.messages import PlateRead
 from config.schema import ConfigError, VotingConfig, parse_config
-from stream.vote import PlateVoter, vote
+from stream.messages import Direction, PlateRead
+from stream.vote import PlateVoter, direction, vote
 
 # Never finalize early: for tests of what end_track decides on its own.
 NO_EARLY = VotingConfig(min_reads_to_finalize=99, max_reads_per_track=99)
@@ -238,3 +239,22 @@ def test_a_part_misread_at_the_cut_is_still_that_plate_but_a_whole_look_alike_is
     assert voter.end_track(2) is None
     feed(voter, ["A812CDE"] * 3, track=3, t0=2.0)  # a whole plate: another car
     assert voter.end_track(3).plate == "A812CDE"
+
+
+def test_the_direction_of_travel_follows_the_plate_box():
+    plate = (100.0, 100.0, 160.0, 120.0)
+    assert direction(plate, (300.0, 100.0, 360.0, 120.0)) == Direction("crossing", 0.0)  # to the right
+    assert direction(plate, (0.0, 100.0, 60.0, 120.0)) == Direction("crossing", 180.0)
+    assert direction(plate, (90.0, 110.0, 180.0, 140.0)).motion == "approaching"  # grew a half
+    assert direction(plate, (110.0, 95.0, 150.0, 108.0)).motion == "receding"
+    assert direction(plate, (105.0, 101.0, 165.0, 121.0)) == Direction("stationary", None)
+
+
+def test_a_decision_carries_the_winning_reads_crop_and_frame():
+    """The most confident read is of another text: the evidence is the winning text's best read."""
+    voter = PlateVoter(VotingConfig(min_reads_to_finalize=3, min_agreeing=2, min_confidence=0.0))
+    reads = [read("AB12CDE", 0.9, frame=1), read("AB12CDF", 0.99, frame=2), read("AB12CDE", 0.9, frame=3)]
+    reads[0].crop, reads[1].crop, reads[2].crop = (np.full((4, 8, 3), k, np.uint8) for k in (1, 2, 3))
+    decisions = [d for r in reads if (d := voter.add(r))]
+    assert len(decisions) == 1 and decisions[0].plate == "AB12CDE"
+    assert decisions[0].captured[1] in (1, 3) and decisions[0].crop[0, 0, 0] == decisions[0].captured[1]

@@ -36,6 +36,7 @@ class VideoCar:
     plate: str
     first_frame: int  # first frame with the whole plate in view
     last_frame: int
+    heading: str = ""  # "right" or "left": which way it drives across the frame
 
 
 def render_video(path: Path | str, seed: int = 0, cars: int = 4, seconds: float = 8.0, fps: float = 15.0,
@@ -76,7 +77,8 @@ def render_video(path: Path | str, seed: int = 0, cars: int = 4, seconds: float 
         img = np.clip(img.astype(np.int16) + rng.normal(0, 3, img.shape).astype(np.int16), 0, 255).astype(np.uint8)
         writer.write(img)
     writer.release()
-    return [VideoCar(plan[i][0].text, fr[0], fr[-1]) for i, fr in sorted(seen.items())]
+    return [VideoCar(plan[i][0].text, fr[0], fr[-1], "right" if plan[i][3] > 0 else "left")
+            for i, fr in sorted(seen.items())]
 
 
 def render_gate_video(path: Path | str, seed: int = 0, seconds: float = 5.0, fps: float = 12.0,
