@@ -25,8 +25,8 @@ import sys
 import threading
 from pathlib import Path
 
-from config.schema import CameraConfig, Config, ConfigError, load_config, parse_config
-from models.errors import ModelError
+from config.schema import CameraConfig, ConfigError, load_config, parse_config
+from models.errors import AlprError
 
 ROOT = Path(__file__).resolve().parent
 SAMPLE = ROOT / "samples" / "traffic.mp4"
@@ -125,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import zmq
 
-    from stream.capture import SourceError, is_live
+    from stream.capture import is_live
     from stream.pipeline import Pipeline, StageFailed
-    from stream.publish import PublishError
 
     if config.logging.level != "DEBUG":
         # The capture logs a lost camera once, as a state change; FFmpeg's and OpenCV's own
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipeline = Pipeline(config, jsonl=args.jsonl, save_video=args.save_video, realtime=args.realtime,
                             on_event=on_event)
-    except (SourceError, ModelError, PublishError, OSError, ValueError) as e:
+    except (AlprError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     shutdown.pipeline = pipeline
@@ -157,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     # The last events may still wait in ZeroMQ's queue: term() lets them out (every socket
     # is closed by now and lingers LINGER_MS at most).
     zmq.Context.instance().term()
+    # Events a sink did not deliver (given up, dropped, or unconfirmed at close; each was
+    # logged): summed up whatever the log level, so that a lost broker is never silent.
+    where = "replay them from the journal" if config.journal.enabled else "lost: the journal is off"
+    for s in pipeline.sinks:
+        if lost := s.failed + s.dropped + s.undelivered:
+            print(f"warning: sink {s.label}: {lost} of {s.received} events not delivered ({where})", file=sys.stderr)
     return 0
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import yaml
 
 from models.defaults import IMGSZ, MIN_CONFIDENCE, NETWORK, OCR_DIR
+from models.errors import AlprError
 from models.formats import FORMATS
 
 
-class ConfigError(ValueError):
+class ConfigError(AlprError, ValueError):
     pass
 
 
@@ -207,18 +208,36 @@ class JournalConfig:
 @dataclass
 class MqttConfig:
     host: str = ""  # broker host name or address; empty: no MQTT
-    port: int = 1883
+    port: int = 1883  # 8883 is the usual TLS port
     topic: str = "alpr/plates"  # each event goes to <topic>/<camera_id>
-    qos: int = 1  # 0 | 1 | 2; with 1 and 2 events wait (up to sinks.queue_size) while the broker is away
+    # 0 | 1 | 2; with 1 and 2 events wait (up to sinks.queue_size) while the broker is away, and
+    # count as delivered once the broker confirmed them (at 0: once written to the connection)
+    qos: int = 1
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never printed, the config's repr included
     client_id: str = ""  # empty: one is made up per run
+    tls: bool = False  # connect over TLS, checking the broker's certificate against ca_file
+    ca_file: str = ""  # CA certificates (PEM) the broker's certificate must chain to; empty: the system's
+    cert_file: str = ""  # client certificate (PEM), for brokers that require one
+    key_file: str = ""  # its private key (PEM, unencrypted); empty: it is in cert_file
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(1 <= self.port <= 65535, f"{path}port", f"must be 1 to 65535, got {self.port}")
         _check(self.qos in (0, 1, 2), f"{path}qos", f"must be 0, 1 or 2, got {self.qos}")
         _check(self.topic.strip("/") != "" and not set(self.topic) & set("+#"), f"{path}topic",
                f"must be a topic without wildcards, got {self.topic!r}")
+        for name in ("ca_file", "cert_file", "key_file"):
+            value = getattr(self, name)
+            if value:
+                _check(self.tls, f"{path}{name}", "needs tls: true")
+                # exists, not is_file: a named pipe (a secret store's) serves as well; relative
+                # paths are relative to the working directory, as the sink will read them
+                try:
+                    found = Path(value).exists() and not Path(value).is_dir()
+                except (OSError, ValueError):  # a name too long, a NUL in it
+                    found = False
+                _check(found, f"{path}{name}", f"no such file: {value!r}")
+        _check(not self.key_file or self.cert_file, f"{path}key_file", "needs cert_file too")
 
 
 @dataclass
@@ -227,14 +246,23 @@ class WebhookConfig:
     timeout_seconds: float = 5.0  # per attempt
     retries: int = 5  # attempts after the first failed one, pauses doubling from 0.5 s
     max_backoff_seconds: float = 30.0  # longest pause between attempts
+    # sent with every POST, e.g. {Authorization: "Bearer ..."}; values are never logged
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        scheme = repr(self.url.split("://")[0]) if "://" in self.url else "none"  # the rest may hold a token
         _check(self.url.startswith(("http://", "https://")), f"{path}url",
-               f"must start with http:// or https://, got {self.url!r}")
+               f"must start with http:// or https://, got scheme {scheme}")
         _check(self.timeout_seconds > 0, f"{path}timeout_seconds", f"must be > 0, got {self.timeout_seconds}")
         _check(self.retries >= 0, f"{path}retries", f"must be >= 0, got {self.retries}")
         _check(self.max_backoff_seconds > 0, f"{path}max_backoff_seconds",
                f"must be > 0, got {self.max_backoff_seconds}")
+        for name, value in self.headers.items():
+            # what HTTP carries on one header line; the value is not shown (it is often a secret)
+            _check(re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) is not None, f"{path}headers.{_key(name)}",
+                   "must be a header name (letters, digits, -)")
+            _check(value.isascii() and value.isprintable(), f"{path}headers.{_key(name)}",
+                   "must be printable ASCII on one line (value not shown)")
 
 
 @dataclass

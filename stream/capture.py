@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.errors import AlprError
 from models.images import folder_images, is_image, size_problem
 from stream.messages import Frame
 
@@ -36,7 +37,7 @@ END_WAIT = 1.0  # s: after stop, the longest the end marker waits for room (the 
 MAX_BAD_FRAMES = 30  # undecodable frames in a row after which a video file is taken to have ended
 
 
-class SourceError(ValueError):
+class SourceError(AlprError, ValueError):
     """A source that cannot be used; the message is one line naming it."""
 
 
@@ -48,8 +49,12 @@ class EndOfStream:
 
 
 def redact(source: str | int) -> str:
-    """The source for logs and events: credentials in URLs are never shown."""
-    return re.sub(r"(://)[^/@\s]+@", r"\1***@", str(source))
+    """A source or URL for logs, events and metric labels: credentials are never shown, neither
+    `user:password@` nor any query value (`?token=***`: tokens and keys often travel there)."""
+    # userinfo ends at the last @ before the path: a password may hold an unescaped @
+    s = re.sub(r"(://)[^/?#\s]*@", r"\1***@", str(source))
+    # every value, and bare items (`?SECRET`); only in URLs: a file name may hold ? and =
+    return re.sub(r"([?&](?:[^=&#\s]*=)?)[^&#\s]+", r"\1***", s) if "://" in s else s
 
 
 def stall_error(seconds: float) -> str:

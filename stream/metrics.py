@@ -11,7 +11,9 @@ hot path counts nothing twice; the event latency histogram is observed as events
     alpr_reconnects_total{camera}        connection attempts after the first
     alpr_camera_streaming{camera}        1 while frames arrive, else 0
     alpr_queue_depth{camera}             frames waiting for the detector
-    alpr_sink_events_total{sink,outcome} events per sink: delivered | failed | dropped
+    alpr_sink_events_total{sink,outcome} events per sink: delivered (confirmed by the other side) |
+                                         failed | dropped | undelivered (unconfirmed at close)
+    alpr_sink_pending{sink}              events a sink has taken and not settled: queued or unconfirmed
     alpr_event_latency_seconds           plate first read right -> event published (histogram)
 """
 from __future__ import annotations
@@ -74,9 +76,14 @@ class PipelineMetrics(Collector):
         yield events
         sinks = CounterMetricFamily("alpr_sink_events", "Events per sink and outcome", labels=["sink", "outcome"])
         for s in p.sinks:
-            for outcome in ("delivered", "failed", "dropped"):
+            for outcome in ("delivered", "failed", "dropped", "undelivered"):
                 sinks.add_metric([s.label, outcome], getattr(s, outcome))
         yield sinks
+        # with a broker away, events pile up here, not in delivered
+        pending = GaugeMetricFamily("alpr_sink_pending", "Events queued or awaiting confirmation", labels=["sink"])
+        for s in p.sinks:
+            pending.add_metric([s.label], s.pending)
+        yield pending
 
     def close(self) -> None:
         if self._server is not None:

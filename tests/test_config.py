@@ -109,6 +109,7 @@ ocr:
   min_confidence: 0.1
   crop_margin: 0.1
   batch_size: 8
+  second_reader: false
 voting:
   min_reads_to_finalize: 4
   min_agreeing: 3
@@ -142,11 +143,16 @@ sinks:
     username: alpr
     password: secret
     client_id: gate-pc
+    tls: true
+    ca_file: /dev/null  # the schema checks that these exist; /dev/null does everywhere
+    cert_file: /dev/null
+    key_file: /dev/null
   webhooks:
     - url: https://example.org/hook
       timeout_seconds: 2
       retries: 3
       max_backoff_seconds: 8
+      headers: {Authorization: Bearer t0ken, X-Site: gate}
   csv: /var/lib/alpr/events.csv
   jsonl: /var/lib/alpr/events.jsonl
   queue_size: 50
@@ -184,7 +190,7 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert all(isinstance(v, float) for v in (c.capture.stall_seconds, c.capture.max_backoff_seconds))
     assert c.detector == DetectorConfig("models/detector/other.onnx", 640, 0.4, "cuda:1", False, 2, False)
     assert c.tracker == TrackerConfig(30, 3, 0.3)
-    assert c.ocr == OcrConfig("models/ocr/other.pth", 0.1, 0.1, 8)
+    assert c.ocr == OcrConfig("models/ocr/other.pth", 0.1, 0.1, 8, False)
     assert c.voting == VotingConfig(4, 3, 0.7, 0.4, 20, 5, 30.0, True)
     assert c.plate_formats == {"uk": ["^[A-Z]{2}[0-9]{2}[A-Z]{3}$"],
                                "custom": ["^[0-9]{3}[A-Z]{3}$", "^[A-Z]{3}[0-9]{3}$"]}
@@ -195,8 +201,10 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
     assert c.logging == LoggingConfig("DEBUG", 1.0)
     assert c.api == ApiConfig("0.0.0.0", 9000, 250.0, "k3y-0123", 0.3, 4, 20)
     assert isinstance(c.api.max_upload_mb, float)
-    assert c.sinks == SinksConfig(MqttConfig("broker.local", 8883, "site/plates", 2, "alpr", "secret", "gate-pc"),
-                                  [WebhookConfig("https://example.org/hook", 2.0, 3, 8.0)],
+    assert c.sinks == SinksConfig(MqttConfig("broker.local", 8883, "site/plates", 2, "alpr", "secret", "gate-pc",
+                                             True, "/dev/null", "/dev/null", "/dev/null"),
+                                  [WebhookConfig("https://example.org/hook", 2.0, 3, 8.0,
+                                                 {"Authorization": "Bearer t0ken", "X-Site": "gate"})],
                                   "/var/lib/alpr/events.csv", "/var/lib/alpr/events.jsonl", 50)
     assert c.metrics == MetricsConfig(9100, "0.0.0.0")
     # every key of the schema is covered by the file above
