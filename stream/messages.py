@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.issuer import Issuer
-from trackers.kalman import Box, Track  # the tracker's output, detect+track -> read (re-exported)
+from trackers.kalman import Box, Direction, Track  # the tracker's output (re-exported)
 
 __all__ = ["Box", "Frame", "Track", "PlateRead", "Direction", "Candidate", "PlateDecision"]
 
@@ -37,15 +37,6 @@ class PlateRead:
     box: Box
     crop: np.ndarray | None = field(default=None, repr=False)  # BGR plate crop, for the event's JPEG
     vehicle: np.ndarray | None = field(default=None, repr=False)  # BGR crop around the vehicle, for evidence
-
-
-@dataclass
-class Direction:
-    """Which way a plate moved while it was read: `motion` approaching (it grew), receding (it
-    shrank), crossing (it moved across the view) or stationary; `angle` of its path in the
-    image, degrees counter-clockwise from the right (90: up the frame), None when stationary."""
-    motion: str
-    angle: float | None
 
 
 @dataclass

@@ -54,7 +54,7 @@ from stream.replay import ReplayServer
 from stream.sinks import open_sinks
 from stream.vote import PlateVoter
 from stream.wire import SCHEMA_VERSION, CameraHealth, ProcessHealth
-from trackers.kalman import SortTracker
+from trackers.kalman import SortTracker, direction
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,8 @@ class Pipeline:
         self._detect_every = {c.id: 1 if c.id in self._stills else config.detector.detect_every for c in config.cameras}
         self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
+        # (camera, track) -> its first and latest detected box, written by detect, read by read
+        self.paths: dict[tuple[str, int], tuple[tuple, tuple]] = {}
         self.events = 0
         self.events_by: dict[tuple[str, str], int] = {}  # (camera, event type) -> events published
         self.detections = {c.id: 0 for c in config.cameras}  # plate boxes inside each camera's ROI
@@ -311,6 +313,8 @@ class Pipeline:
             ended = self.trackers[cam].pop_ended()
         to_read = []
         for t in tracks:
+            if t.matched:  # the track's first and latest detected box: its direction of travel
+                self.paths[(cam, t.track_id)] = (self.paths.get((cam, t.track_id), (t.box,))[0], t.box)
             x1, y1, x2, y2 = t.box
             # A plate cut by the frame edge reads as a confident partial text: wait for all of it.
             if not t.matched or x1 < EDGE or y1 < EDGE or x2 > w - EDGE or y2 > h - EDGE:
@@ -397,6 +401,7 @@ class Pipeline:
                 d = voter.end_track(tid)
             if d:
                 self._publish(d)
+            self.paths.pop((f.camera_id, tid), None)
             self.decided.discard((f.camera_id, tid))
             self.first_read.pop((f.camera_id, tid), None)
             self.plates.pop((f.camera_id, tid), None)
@@ -427,6 +432,8 @@ class Pipeline:
         if d.crop is not None:  # once per decision, on the crop it was read from
             with self._timed("issuer"):
                 d = dataclasses.replace(d, issuer=self.recognizer.issuers([d.crop], [d.plate])[0])
+        if path := self.paths.get((d.camera_id, d.track_id)):
+            d = dataclasses.replace(d, direction=direction(*path))
         with self._timed("publish"):
             event = self.publisher.publish(d, self.clocks[d.camera_id])
         self.events += 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from config.schema import VotingConfig
 from models.formats import LOOKALIKES, match_family
-from stream.messages import Box, Candidate, Direction, PlateDecision, PlateRead
+from stream.messages import Candidate, PlateDecision, PlateRead
 
 
 FamilyOf = Callable[[str], "str | None"]  # plate text -> region family, None when no format fits
@@ -86,31 +86,11 @@ def vote(reads: Sequence[PlateRead], family_of: FamilyOf = match_family, top: in
     return Vote(text, math.prod(char_confidences), char_confidences, candidates)
 
 
-# Direction of travel: a plate whose width changed by more than this share between its first
-# and its latest read came closer or went away; else one whose centre moved more than
-# CROSSING_WIDTHS of its width crossed the view; else it stood.
-GREW = 0.15
-CROSSING_WIDTHS = 0.5
-
-
-def direction(first: Box, last: Box) -> Direction:
-    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = first, last
-    dx, dy = (bx1 + bx2 - ax1 - ax2) / 2, (by1 + by2 - ay1 - ay2) / 2
-    wa, wb = max(ax2 - ax1, 1e-6), max(bx2 - bx1, 1e-6)
-    moved = math.hypot(dx, dy) > CROSSING_WIDTHS * max(wa, wb)
-    motion = ("approaching" if wb > (1 + GREW) * wa else "receding" if wa > (1 + GREW) * wb
-              else "crossing" if moved else "stationary")
-    angle = round(math.degrees(math.atan2(-dy, dx)) % 360, 1) if moved or motion != "stationary" else None
-    return Direction(motion, angle)
-
-
 @dataclass
 class _Track:
     reads: list[PlateRead]  # most confident first, at most max_reads_per_track
     first_seen: tuple[float, int]
     last_seen: tuple[float, int]
-    first_box: Box  # of the earliest read, and of the latest: the direction of travel
-    last_box: Box
     plate: str | None = None  # what the track was settled as: published by it, or a duplicate
     published: bool = False  # whether this track's own decision published `plate`
 
@@ -139,11 +119,8 @@ class PlateVoter:
             return None
         cfg = self.config
         at = (read.timestamp, read.frame_index)
-        track = self._tracks.setdefault(read.track_id, _Track([], at, at, read.box, read.box))
-        if at < track.first_seen:
-            track.first_seen, track.first_box = at, read.box
-        if at >= track.last_seen:
-            track.last_seen, track.last_box = at, read.box
+        track = self._tracks.setdefault(read.track_id, _Track([], at, at))
+        track.first_seen, track.last_seen = min(track.first_seen, at), max(track.last_seen, at)
         bisect.insort(track.reads, read, key=lambda r: -r.confidence)
         del track.reads[cfg.max_reads_per_track:]
 
@@ -223,4 +200,4 @@ class PlateVoter:
             char_confidences=v.char_confidences, candidates=v.candidates, reads=len(track.reads),
             first_seen=track.first_seen, last_seen=track.last_seen, box=best.box,
             correction_of=correction_of, crop=best.crop, captured=(best.timestamp, best.frame_index),
-            direction=direction(track.first_box, track.last_box), vehicle=best.vehicle)
+            vehicle=best.vehicle)

@@ -6,8 +6,7 @@ import math
 import pytest
 
 from models.detector import Detection
-from stream.messages import Track
-from trackers.kalman import SortTracker
+from trackers.kalman import Direction, SortTracker, Track, direction
 
 
 def det(cx: float, cy: float, w: float = 60, h: float = 20, conf: float = 0.9) -> Detection:
@@ -205,3 +204,12 @@ def test_a_coasting_track_does_not_take_over_a_vehicle_passing_in_the_next_lane(
     for f in range(9, 14):
         ids |= {t.track_id for t in tr.update([det(440 - 30 * (f - 9), 190, w, h)], f) if t.matched}
     assert ids == {2}
+
+
+def test_the_direction_of_travel_follows_the_plate_box():
+    plate = (100.0, 100.0, 160.0, 120.0)
+    assert direction(plate, (300.0, 100.0, 360.0, 120.0)) == Direction("crossing", 0.0)  # to the right
+    assert direction(plate, (0.0, 100.0, 60.0, 120.0)) == Direction("crossing", 180.0)
+    assert direction(plate, (90.0, 110.0, 180.0, 140.0)).motion == "approaching"  # grew a half
+    assert direction(plate, (110.0, 95.0, 150.0, 108.0)).motion == "receding"
+    assert direction(plate, (105.0, 101.0, 165.0, 121.0)) == Direction("stationary", None)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from config.schema import ConfigError, VotingConfig, parse_config
-from stream.messages import Direction, PlateRead
-from stream.vote import PlateVoter, direction, vote
+from stream.messages import PlateRead
+from stream.vote import PlateVoter, vote
 
 # Never finalize early: for tests of what end_track decides on its own.
 NO_EARLY = VotingConfig(min_reads_to_finalize=99, max_reads_per_track=99)
@@ -239,15 +239,6 @@ def test_a_part_misread_at_the_cut_is_still_that_plate_but_a_whole_look_alike_is
     assert voter.end_track(2) is None
     feed(voter, ["A812CDE"] * 3, track=3, t0=2.0)  # a whole plate: another car
     assert voter.end_track(3).plate == "A812CDE"
-
-
-def test_the_direction_of_travel_follows_the_plate_box():
-    plate = (100.0, 100.0, 160.0, 120.0)
-    assert direction(plate, (300.0, 100.0, 360.0, 120.0)) == Direction("crossing", 0.0)  # to the right
-    assert direction(plate, (0.0, 100.0, 60.0, 120.0)) == Direction("crossing", 180.0)
-    assert direction(plate, (90.0, 110.0, 180.0, 140.0)).motion == "approaching"  # grew a half
-    assert direction(plate, (110.0, 95.0, 150.0, 108.0)).motion == "receding"
-    assert direction(plate, (105.0, 101.0, 165.0, 121.0)) == Direction("stationary", None)
 
 
 def test_a_decision_carries_the_winning_reads_crop_and_frame():

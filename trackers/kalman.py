@@ -22,6 +22,7 @@ skipped. Coasting boxes can leave the frame; crop with clipping.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,34 @@ class Track:
     hits: int  # frames with a matched detection so far
     frame_index: int
     matched: bool  # False when the box is the Kalman prediction only (a missed frame)
+
+
+@dataclass
+class Direction:
+    """Which way a track's plate moved: `motion` approaching (it grew), receding (it shrank),
+    crossing (it moved across the view) or stationary; `angle` of its path in the image,
+    degrees counter-clockwise from the right (90: up the frame), None when stationary."""
+    motion: str
+    angle: float | None
+
+
+# Direction of travel: a plate whose width changed by more than this share between the first
+# and the latest box of its track came closer or went away; else one whose centre moved more than
+# CROSSING_WIDTHS of its width crossed the view; else it stood.
+GREW = 0.15
+CROSSING_WIDTHS = 0.5
+
+
+def direction(first: Box, last: Box) -> Direction:
+    """The direction from a track's `first` box to its `last`."""
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = first, last
+    dx, dy = (bx1 + bx2 - ax1 - ax2) / 2, (by1 + by2 - ay1 - ay2) / 2
+    wa, wb = max(ax2 - ax1, 1e-6), max(bx2 - bx1, 1e-6)
+    moved = math.hypot(dx, dy) > CROSSING_WIDTHS * max(wa, wb)
+    motion = ("approaching" if wb > (1 + GREW) * wa else "receding" if wa > (1 + GREW) * wb
+              else "crossing" if moved else "stationary")
+    angle = None if motion == "stationary" else round(math.degrees(math.atan2(-dy, dx)) % 360, 1)
+    return Direction(motion, angle)
 
 
 GATE_DIAGONALS = 1.5  # centre-distance gate, in diagonals of the detected box
