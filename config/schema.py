@@ -30,6 +30,17 @@ def _check(ok: bool, path: str, message: str) -> None:
         raise ConfigError(f"{path}: {message}")
 
 
+def _check_file(value: str, path: str) -> None:
+    """A file named in the config must be there. Exists, not is_file: a named pipe (a secret
+    store's) serves as well; relative paths are relative to the working directory, as the
+    sinks read them."""
+    try:
+        found = Path(value).exists() and not Path(value).is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL in it
+        found = False
+    _check(found, path, f"no such file: {value!r}")
+
+
 def _key(k) -> str:
     """A mapping key as it appears in a key path: one line, never ambiguous."""
     return k if isinstance(k, str) and k.isprintable() else repr(k)
@@ -59,6 +70,10 @@ class CameraConfig:
     # traffic camera's overview. Costs six more network calls per detected 1080p frame, two
     # per 720p one. Image files and folders are always read so.
     tiles: bool = False
+    # Publish only plates moving this way (approaching, receding or crossing): an entry or an
+    # exit lane. A plate whose direction is not yet clear (stationary) is published. None: all.
+    direction: str | None = None
+    dedupe_seconds: float | None = None  # this camera's voting.dedupe_seconds (a garage's queue: longer)
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(self.id != "" and all(c.isalnum() or c in "-_" for c in self.id), f"{path}id",
@@ -71,6 +86,10 @@ class CameraConfig:
             _check(len(self.roi) >= 3 and all(len(p) == 2 for p in self.roi), f"{path}roi",
                    "must be a polygon of at least 3 [x, y] points")
         _check(self.max_fps is None or self.max_fps > 0, f"{path}max_fps", f"must be > 0, got {self.max_fps}")
+        _check(self.direction in (None, "approaching", "receding", "crossing"), f"{path}direction",
+               f"must be approaching, receding, crossing or null, got {self.direction!r}")
+        _check(self.dedupe_seconds is None or self.dedupe_seconds >= 0, f"{path}dedupe_seconds",
+               f"must be >= 0, got {self.dedupe_seconds}")
 
 
 @dataclass
@@ -230,13 +249,7 @@ class MqttConfig:
             value = getattr(self, name)
             if value:
                 _check(self.tls, f"{path}{name}", "needs tls: true")
-                # exists, not is_file: a named pipe (a secret store's) serves as well; relative
-                # paths are relative to the working directory, as the sink will read them
-                try:
-                    found = Path(value).exists() and not Path(value).is_dir()
-                except (OSError, ValueError):  # a name too long, a NUL in it
-                    found = False
-                _check(found, f"{path}{name}", f"no such file: {value!r}")
+                _check_file(value, f"{path}{name}")
         _check(not self.key_file or self.cert_file, f"{path}key_file", "needs cert_file too")
 
 
@@ -266,6 +279,64 @@ class WebhookConfig:
 
 
 @dataclass
+class NatsConfig:
+    """NATS JetStream (docs/deploy.md): every event on <subject_prefix>.plate.<camera_id> (an
+    alert also on <subject_prefix>.alert.<camera_id>) with its event_id as message id, so a
+    retry is stored once; this worker's health on <subject_prefix>.health.<worker>. Events are
+    sent from the journal: what NATS has not acknowledged is sent again, in seq order, after a
+    restart or a reconnect."""
+    servers: list[str] = field(default_factory=list)  # nats:// or tls:// URLs of the cluster's servers; empty: no NATS
+    stream: str = "ALPR"  # the JetStream stream; created when missing (subjects <subject_prefix>.>)
+    subject_prefix: str = "alpr"  # the first subject tokens, e.g. alpr or site1.alpr
+    replicas: int = 1  # copies of the stream a new stream is created with (3 for a 3-node cluster); 1 to 5
+    # a message id JetStream saw this recently is not stored again (retries, a worker restarted)
+    duplicate_window_seconds: float = 120.0
+    max_age_days: float = 0.0  # a new stream drops messages older than this; 0: keeps them
+    timeout_seconds: float = 5.0  # wait this long for JetStream's acknowledgement, then send again
+    health_seconds: float = 5.0  # period of the worker's health message
+    worker: str = ""  # names this worker in <subject_prefix>.health.<worker>; empty: the host name
+    # a journal this sink never sent from: false: send its events from now on; true: all it holds
+    backfill: bool = False
+    credentials_file: str = ""  # a NATS .creds file (user JWT and NKey seed); empty: none
+    username: str = ""
+    password: str = field(default="", repr=False)  # never printed, the config's repr included
+    tls: bool = False  # check the servers' certificates against ca_file (tls:// URLs imply it)
+    ca_file: str = ""  # CA certificates (PEM) the servers' certificates must chain to; empty: the system's
+    cert_file: str = ""  # client certificate (PEM), for servers that require one
+    key_file: str = ""  # its private key (PEM, unencrypted); empty: it is in cert_file
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
+        for i, url in enumerate(self.servers):
+            scheme = repr(url.split("://")[0]) if "://" in url else "none"  # the rest may hold a password
+            _check(url.startswith(("nats://", "tls://", "ws://", "wss://")), f"{path}servers[{i}]",
+                   f"must start with nats://, tls://, ws:// or wss://, got scheme {scheme}")
+        _check(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.stream) is not None, f"{path}stream",
+               f"must be 1 to 64 letters, digits, - or _, got {self.stream!r}")
+        _check(re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", self.subject_prefix) is not None,
+               f"{path}subject_prefix", f"must be dot-separated tokens of letters, digits, - or _, "
+               f"got {self.subject_prefix!r}")
+        _check(1 <= self.replicas <= 5, f"{path}replicas", f"must be 1 to 5, got {self.replicas}")
+        for name in ("duplicate_window_seconds", "timeout_seconds", "health_seconds"):
+            _check(0 < getattr(self, name) < float("inf"), f"{path}{name}",
+                   f"must be > 0 and finite, got {getattr(self, name)}")
+        _check(0 <= self.max_age_days < float("inf"), f"{path}max_age_days",
+               f"must be >= 0 and finite, got {self.max_age_days}")
+        _check(re.fullmatch(r"[A-Za-z0-9_-]*", self.worker) is not None, f"{path}worker",
+               f"must be letters, digits, - or _, got {self.worker!r}")
+        _check(not self.password or self.username, f"{path}password", "needs username too")
+        _check(not (self.credentials_file and self.username), f"{path}credentials_file",
+               "give credentials_file or username, not both")
+        for name in ("credentials_file", "ca_file", "cert_file", "key_file"):
+            value = getattr(self, name)
+            if value:
+                _check(name == "credentials_file" or self.tls or any(u.startswith(("tls://", "wss://"))
+                                                                     for u in self.servers),
+                       f"{path}{name}", "needs tls: true")
+                _check_file(value, f"{path}{name}")
+        _check(not self.key_file or self.cert_file, f"{path}key_file", "needs cert_file too")
+
+
+@dataclass
 class SinksConfig:
     """Where events go besides the ZeroMQ socket (README, "Sinks"); each is optional."""
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -273,6 +344,7 @@ class SinksConfig:
     csv: str = ""  # append one row per event to this file; empty: off
     jsonl: str = ""  # append one JSON line per event to this file; empty: off
     queue_size: int = 1000  # events waiting per sink; when full its oldest is dropped (counted, logged)
+    nats: NatsConfig = field(default_factory=NatsConfig)  # NATS JetStream; off without servers
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         _check(self.queue_size >= 1, f"{path}queue_size", f"must be >= 1, got {self.queue_size}")
@@ -323,6 +395,33 @@ class ApiConfig:
 
 
 @dataclass
+class WatchlistConfig:
+    """Plates to look out for (stream/watchlist.py): each event is matched against every list."""
+    name: str  # names the list in the event's `match`
+    # plate texts (A-Z0-9; dashes and spaces ignored) or regexes over that text (an entry with
+    # any of ^$[]().*+?{}| is a regex)
+    plates: list[str] = field(default_factory=list)
+    file: str = ""  # also the first column of this CSV file (reloaded on SIGHUP); empty: none
+    # a text entry matches a plate this many edits away at most; a confusable pair (O/0/D/Q,
+    # I/1/T, B/8, S/5, Z/2, G/6) costs half an edit
+    max_distance: float = 1.0
+    action: str = "alert"  # alert: also on topic alert.<camera_id> and to every sink; ignore: never alert
+
+    def validate(self, path: str) -> None:  # path: the key prefix, e.g. "watchlists[0]."
+        _check(self.name.strip() != "", f"{path}name", "must not be empty")
+        _check(self.action in ("alert", "ignore"), f"{path}action", f"must be alert or ignore, got {self.action!r}")
+        _check(self.max_distance >= 0, f"{path}max_distance", f"must be >= 0, got {self.max_distance}")
+        _check(bool(self.plates) or self.file != "", f"{path}plates", "give plates, a file, or both")
+        if self.file:
+            _check_file(self.file, f"{path}file")
+        for i, entry in enumerate(self.plates):
+            try:
+                re.compile(entry)
+            except (re.error, OverflowError, RecursionError) as e:
+                raise ConfigError(f"{path}plates[{i}]: bad regex {entry!r}: {e}") from None
+
+
+@dataclass
 class Config:
     cameras: list[CameraConfig] = field(default_factory=list)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
@@ -341,9 +440,12 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    watchlists: list[WatchlistConfig] = field(default_factory=list)
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
         ids = [c.id for c in self.cameras]
+        names = [w.name for w in self.watchlists]
+        _check(len(names) == len(set(names)), f"{path}watchlists", f"list names must be unique, got {names}")
         _check(len(ids) == len(set(ids)), f"{path}cameras", f"camera ids must be unique, got {ids}")
         for family, patterns in self.plate_formats.items():
             for i, p in enumerate(patterns):

@@ -5,7 +5,9 @@ so that the stream's capture need not import the models):
   by their names: the one rule for the still-image reader and the stream's image sources;
 - `letterbox`: an image fitted into a frame of another size (the detector's zoom-out pass,
   the saved annotated video);
-- `size_problem`: what is wrong with an image's size, if anything.
+- `size_problem`: what is wrong with an image's size, if anything;
+- `VideoWriter`: frames into an H.264 MP4 that browsers play (OpenCV's writer makes MPEG-4
+  Part 2, which they refuse).
 """
 from __future__ import annotations
 
@@ -50,3 +52,38 @@ def letterbox(img: np.ndarray, w: int, h: int, share: float = 1.0, pad: int = 0)
     out = np.full((h, w, 3), pad, np.uint8)
     out[top:top + fh, left:left + fw] = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_AREA)
     return out, s, left, top
+
+
+class VideoWriter:
+    """BGR frames of one size into an H.264 MP4 (PyAV's FFmpeg with libx264; yuv420p, the
+    index at the front so a browser starts playing before the end). OSError naming the file
+    when it cannot be written."""
+
+    def __init__(self, path: Path | str, fps: float, size: tuple[int, int]):
+        import av
+        from fractions import Fraction
+
+        try:
+            self._out = av.open(str(path), "w", options={"movflags": "+faststart"})
+        except (OSError, av.FFmpegError, ValueError) as e:
+            raise OSError(f"cannot write video {path}: {e}") from None
+        self._stream = self._out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        # yuv420p halves the chroma: odd sizes are padded by a pixel
+        self.size = size
+        self._stream.width, self._stream.height = size[0] + size[0] % 2, size[1] + size[1] % 2
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": "23", "preset": "veryfast"}
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        w, h = self._stream.width, self._stream.height
+        if frame.shape[1] != w or frame.shape[0] != h:
+            frame = cv2.copyMakeBorder(frame, 0, h - frame.shape[0], 0, w - frame.shape[1], cv2.BORDER_REPLICATE)
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+            self._out.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._out.mux(packet)
+        self._out.close()

@@ -27,7 +27,9 @@ WORDS = yaml.safe_load((Path(__file__).parent / "issuers" / "words.yaml").read_t
 # top and a slogan at the bottom; a two-row plate's rows are the number itself.
 BANDS = ((0.0, 0.3), (0.72, 1.0))
 FORMAT_CONFIDENCE = 0.6  # a country named by the number's format alone
-# The country of each built-in format, by its name's first word.
+# The country of each built-in format, by its name's first word; the US's generic formats
+# (LLL DDDD, DDD LLL, ...) name none, since many countries issue those shapes too (Argentina's
+# older plates are LLLDDD) and the table knows only some of them.
 FORMAT_COUNTRIES = {"california": "us", "germany": "de", "netherlands": "nl", "romania": "ro", "france": "fr",
                     "italy": "it", "spain": "es", "poland": "pl", "stacked": "ro", "uk": "gb", "brazil": "br",
                     "mercosur": "br"}
@@ -88,8 +90,7 @@ def from_words(texts: list[str]) -> Issuer | None:
 
 def from_format(text: str) -> Issuer:
     """The country of the built-in formats that `text` fits, where they all agree."""
-    countries = {FORMAT_COUNTRIES.get(f.name.split("-")[0], f.family if f.family in ("us", "br") else None)
-                 for f in FORMATS if f.matches(text)}
+    countries = {FORMAT_COUNTRIES.get(f.name.split("-")[0]) for f in FORMATS if f.matches(text)}
     if len(countries) == 1 and None not in countries:
         return Issuer(countries.pop(), FORMAT_CONFIDENCE)
     return Issuer()

@@ -25,6 +25,8 @@ The reading panel, exact reads (A-Z0-9) at the shipped 0.5 threshold:
   nl-parking, uk   the stream pipeline on the videos: cars with exactly one right event
 Columns: our network alone, with the second reader (PP-OCRv4) combined (the default), and
 the peer: PP-OCRv4 alone as `rapidocr` reads a crop (on stills behind `platedet`'s boxes).
+Below it, each reader's reliability on the crop sets: per confidence bin, the reads in it and
+the share whose best guess was right (the 0.5 threshold should withhold wrong reads).
 
 The last line printed is the table as JSON.
 """
@@ -238,16 +240,38 @@ def _video(args: list[str], second_reader: bool) -> float:
     return out["cars_exactly_one_right_event"] / out["cars"]
 
 
+RELIABILITY_BINS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 0.9, 1.01)
+
+
+def reliability(pairs: list[tuple[float, bool]]) -> list[dict]:
+    """Per confidence bin: how many reads fell in it and the share of them that were right."""
+    out = []
+    for lo, hi in zip(RELIABILITY_BINS, RELIABILITY_BINS[1:]):
+        hits = [ok for c, ok in pairs if lo <= c < hi]
+        out.append({"from": lo, "to": min(hi, 1.0), "reads": len(hits),
+                    "right": round(sum(hits) / len(hits), 3) if hits else None})
+    return out
+
+
 def run_read_panel(peer: bool) -> dict[str, dict[str, dict]]:
-    """{column: {set: {"read": share}}}, with a `mean` row per column."""
-    from models.evaluate import evaluate
+    """{column: {set: {"read": share}}}, with a `mean` row per column; and the combined
+    reader's reliability on the crop sets (`reliability`), under "reliability"."""
+    import tempfile
+
+    from models.evaluate import evaluate, load_dataset
 
     columns = {"ours alone": False, "ours + PP-OCRv4": True}
     table: dict[str, dict[str, dict]] = {c: {} for c in [*columns, *(["peer (PP-OCRv4)"] if peer else [])]}
     stills = {"eval-ucsd": SHARED / "eval-ucsd"} if (SHARED / "eval-ucsd" / "labels.csv").is_file() else {}
+    confidences: dict[str, list[tuple[float, bool]]] = {c: [] for c in columns}
     for name, root in {**stills, **_crop_sets()}.items():
         for column, second in columns.items():
-            r = evaluate(root, None, 0.5, "cpu", second_reader=second)
+            with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as out:
+                r = evaluate(root, Path(out.name), 0.5, "cpu", second_reader=second)
+                if name not in stills:  # a crop's confidence against whether its best guess is right
+                    truth = {f: rows[0][1] for f, rows in load_dataset(root).labels.items()}
+                    confidences[column] += [(x["confidence"], x["guess"] == truth[x["file"]])
+                                            for x in map(json.loads, out)]
             table[column][name] = {"read": r["exact_read_rate"]}
         if peer:
             table["peer (PP-OCRv4)"][name] = {"read": round(_peer_stills(root) if name in stills
@@ -262,10 +286,12 @@ def run_read_panel(peer: bool) -> dict[str, dict[str, dict]]:
             print(name, {c: t.get(name) for c, t in table.items()}, file=sys.stderr, flush=True)
     for column, rows in table.items():
         rows["mean"] = {"read": round(sum(r["read"] for r in rows.values()) / len(rows), 4)}
+    table["reliability"] = {c: reliability(pairs) for c, pairs in confidences.items()}
     return table
 
 
 def print_table(table: dict[str, dict[str, dict]]) -> None:
+    curves = table.pop("reliability", None)
     columns = list(table)
     sets = list(dict.fromkeys(s for c in columns for s in table[c]))
     detect = "detected" in table[columns[0]][sets[0]]
@@ -275,6 +301,13 @@ def print_table(table: dict[str, dict[str, dict]]) -> None:
         cells = [table[c].get(s) for c in columns]
         print(f"{s:<16}" + "".join(f"{'-':>28}" if x is None else f"{x['detected']:>17.1%}{x['stray_per_image']:>11.2f}"
                                     if detect else f"{x['read']:>28.1%}" for x in cells))
+    if curves:
+        print("\nreliability on the crop sets: reads per confidence bin, and the share right")
+        for column, bins in curves.items():
+            print(f"{column:<16}" + "  ".join(f"{b['from']:.1f}-{b['to']:.1f}: {b['reads']} "
+                                              f"{'-' if b['right'] is None else format(b['right'], '.0%')}"
+                                              for b in bins))
+        table["reliability"] = curves
 
 
 def main() -> int:

@@ -9,15 +9,19 @@ One process loads the models once and shares them (one call at a time per model)
     events of the real Pipeline (video; they go nowhere else: no journal, sinks or subscribers);
   - the configured cameras' Pipeline in a background thread (publisher, journal and sinks as
     configured), watched at `/live/{camera_id}`: the annotated frames as MJPEG and the latest
-    plates.
-The web app (`stream/web/`) is served at `/`. Layouts, limits and errors: README, "HTTP API
-and web app".
+    plates;
+  - `GET /health`: every camera's state, 503 when one is down (for load balancers);
+  - `GET /events`, `/events.csv`: the journal searched by plate (fuzzy, `stream.plates`),
+    camera and time, newest first, with the plate and vehicle crops stored with an event.
+The web app (`stream/web/`) is served at `/`. Layouts, limits and errors: docs/api.md.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import dataclasses
+import io
 import logging
 import os
 import queue
@@ -26,16 +30,19 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections import deque
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Security, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery
@@ -43,12 +50,15 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 
-from config.schema import CameraConfig, Config, ConfigError, load_config, parse_config
+from config.schema import CameraConfig, Config, ConfigError, JournalConfig, load_config, parse_config
 from models.errors import AlprError
 from models.images import size_problem
 from models.formats import from_regexes
 from models.reader import PlateReader, PlateReading
+from stream.capture import is_live
+from stream.journal import JournalError, JournalReader
 from stream.pipeline import Models, Pipeline, StageFailed
+from stream.plates import near, normalise
 
 log = logging.getLogger("stream.api")
 
@@ -60,10 +70,20 @@ LIVE_PLATES = 50  # latest events kept per camera for the live pages
 FRAME_POLL = 0.04  # s: how often an MJPEG stream looks for a newer frame
 JPEG_QUALITY = 80
 STOP_WAIT = 10.0  # s: at shutdown, how long the worker and the live pipeline may take to finish
+FPS_WINDOW = 5.0  # s: /health's frames per second are counted over this long
+EVENTS_PAGE, MAX_EVENTS_PAGE = 50, 1000  # /events: default and largest `limit`
+MAX_DISTANCE = 4.0  # /events: largest `max_distance` (beyond it nearly every plate matches)
+IMAGES = {"crop": "the plate crop whose read won", "vehicle": "a wider crop around the vehicle"}
+CSV_COLUMNS = ("seq", "event_id", "type", "camera_id", "plate", "confidence", "first_seen", "last_seen", "region",
+               "country", "subdivision", "track_id", "reads", "corrects")
 
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def _utc_text(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -223,7 +243,7 @@ class Jobs:
         def progress(p: Pipeline) -> None:
             total = p.captures[0].total
             if total:
-                job.progress = min(1.0, p.frames_done / total)
+                job.progress = min(1.0, p.stats.frames_done / total)
 
         self.pipeline = Pipeline(config, models=self.models, on_event=events.append)
         if self.stopping.is_set():  # stop() came while it was being made
@@ -250,7 +270,11 @@ class Live:
 
     def __init__(self, config: Config, models: Models) -> None:
         self.cameras = [c.id for c in config.cameras]
+        self.live = {c.id: is_live(c.source) for c in config.cameras}
         self.frames: dict[str, tuple[int, np.ndarray, bytes | None]] = {}  # camera -> (number, image, JPEG)
+        # camera -> time.monotonic() of its latest frames (for /health's rate), time.time() of the last
+        self.frame_times = {c: deque(maxlen=1024) for c in self.cameras}
+        self.last_frame: dict[str, float] = {}
         self.events = {c: deque(maxlen=LIVE_PLATES) for c in self.cameras}
         self.lock = threading.Lock()
         # realtime: a file camera plays at its own pace, as a live view should
@@ -267,11 +291,35 @@ class Live:
         """Per camera: its capture state (connecting, streaming, reconnecting, ended, failed) and last error."""
         return {c.camera_id: {"state": c.state, "last_error": c.last_error} for c in self.pipeline.captures}
 
+    def health(self) -> dict:
+        """/health's body: per camera its state, frames processed per second over the last
+        FPS_WINDOW, last frame's time and last error, and whether it is `ok`: a live camera
+        while streaming, a file or folder unless failed (one that has ended is done, not down).
+        `ok` overall: every camera is, and no pipeline stage failed."""
+        now = time.monotonic()
+        with self.lock:
+            recent = {c: sum(1 for t in times if now - t <= FPS_WINDOW) for c, times in self.frame_times.items()}
+            last = dict(self.last_frame)
+        cameras = {}
+        for c in self.pipeline.captures:
+            ok = c.state == "streaming" if self.live[c.camera_id] else c.state != "failed"
+            cameras[c.camera_id] = {
+                "ok": ok, "live": self.live[c.camera_id], "state": c.state,
+                "fps": round(recent[c.camera_id] / FPS_WINDOW, 2),
+                "last_frame_time": _utc_text(last[c.camera_id]) if c.camera_id in last else None,
+                "last_error": c.last_error}
+        failure = self.pipeline.failure
+        return {"ok": failure is None and all(c["ok"] for c in cameras.values()),
+                "error": None if failure is None else str(failure), "cameras": cameras}
+
     def _frame(self, camera_id: str, image: np.ndarray) -> None:
         # The pipeline draws each annotated frame anew: keeping a reference is enough.
+        now, wall = time.monotonic(), time.time()
         with self.lock:
             number = self.frames[camera_id][0] + 1 if camera_id in self.frames else 1
             self.frames[camera_id] = (number, image, None)
+            self.frame_times[camera_id].append(now)
+            self.last_frame[camera_id] = wall
 
     def _event(self, event: dict) -> None:
         with self.lock:
@@ -313,6 +361,90 @@ class Live:
     def stop(self) -> None:
         self.pipeline.stop()
         self.thread.join(STOP_WAIT)
+
+
+class History:
+    """The journal as /events reads it: a read-only connection of its own, used by one request
+    at a time, opened by the first request that finds the file (the live pipeline creates it;
+    so may another process writing the same journal)."""
+
+    def __init__(self, config: JournalConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self._reader: JournalReader | None = None
+
+    @contextmanager
+    def reader(self) -> Iterator[JournalReader]:
+        """The reader; 404 without a journal, 503 for one that cannot be read (corrupt...)."""
+        if not self.config.enabled:
+            raise HTTPException(404, "no journal: journal.enabled is off")
+        with self.lock:
+            try:
+                if self._reader is None:
+                    if not Path(self.config.path).is_file():
+                        raise HTTPException(404, f"no journal at {self.config.path}")
+                    self._reader = JournalReader(self.config.path)
+                yield self._reader
+            except JournalError as e:
+                raise HTTPException(503, str(e)) from None
+
+    def close(self) -> None:
+        with self.lock:
+            if self._reader is not None:
+                self._reader.close()
+
+
+@dataclass
+class Filters:
+    """The /events filters, checked: times as events carry them, so that text order is time order."""
+    plate: str | None
+    camera: str | None
+    since: str | None
+    until: str | None
+    max_distance: float
+
+    def plates(self, reader: JournalReader) -> list[str] | None:
+        """The journal's plates within max_distance of `plate`; None: no plate filter."""
+        return None if self.plate is None else list(near(self.plate, reader.plates(), self.max_distance))
+
+
+def _utc_filter(name: str, value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(422, f"{name}: not an ISO 8601 time: {value[:40]!r}") from None
+    if t.tzinfo is not None:  # naive: UTC already, as events are
+        t = t.astimezone(timezone.utc).replace(tzinfo=None)
+    return t.isoformat(timespec="milliseconds") + "Z"
+
+
+def _filters(
+        plate: str | None = Query(None, description="a plate, matched within max_distance (stream.plates.distance: "
+                                                    "confusable characters such as O/0 cost 0.5); spaces and dashes "
+                                                    "are ignored"),
+        camera: str | None = Query(None, description="one camera's events"),
+        since: str | None = Query(None, description="first seen at or after this ISO 8601 time (UTC unless it has "
+                                                    "an offset)"),
+        until: str | None = Query(None, description="first seen before this ISO 8601 time"),
+        max_distance: float = Query(1.0, ge=0, le=MAX_DISTANCE, description="0: the exact plate")) -> Filters:
+    # an empty parameter is no filter: what an HTML form sends for a field left blank
+    if plate and not normalise(plate):
+        raise HTTPException(422, f"plate: no letters or digits in {plate[:40]!r}")
+    return Filters(normalise(plate) if plate else None, camera or None, _utc_filter("since", since),
+                   _utc_filter("until", until), max_distance)
+
+
+def _csv_line(values) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(values)
+    return out.getvalue()
+
+
+def _csv_row(e: dict) -> str:
+    times = {k: (e.get(k) or {}).get("time") for k in ("first_seen", "last_seen")}  # their offset, frame: in JSON
+    return _csv_line({**e, **times}.get(k) for k in CSV_COLUMNS)
 
 
 class _BodyLimit:
@@ -378,6 +510,7 @@ def create_app(config: Config) -> FastAPI:
     models = Models(reader.detector, reader.recognizer)
     jobs = Jobs(config, reader, models)
     live = Live(config, models) if config.cameras else None
+    history = History(config.journal)
     uploads = tempfile.TemporaryDirectory(prefix="alpr-uploads-")
     limit_mb = api.max_upload_mb
 
@@ -390,6 +523,7 @@ def create_app(config: Config) -> FastAPI:
         jobs.stop()
         if live:
             live.stop()
+        history.close()
         uploads.cleanup()
 
     app = FastAPI(title="ALPR", summary="Licence plates in images, videos and live cameras", lifespan=lifespan)
@@ -465,6 +599,55 @@ def create_app(config: Config) -> FastAPI:
     def live_plates(camera_id: str, after: int = 0) -> dict:
         return {"camera_id": camera_id, "plates": camera(camera_id).plates(camera_id, after)}
 
+    @router.get("/events", summary="Events from the journal, newest first, filtered; `next`: the `after` of the "
+                                   "next page (null: no more)")
+    def events(f: Filters = Depends(_filters), limit: int = Query(EVENTS_PAGE, ge=1, le=MAX_EVENTS_PAGE),
+               after: int | None = Query(None, ge=1, description="events with seq < after (a page's `next`)")) -> dict:
+        with history.reader() as reader:
+            found = reader.search(f.plates(reader), f.camera, f.since, f.until, after, limit)
+            images = reader.image_names([e["event_id"] for e in found if "event_id" in e])
+        return {"events": found, "images": images, "next": found[-1]["seq"] if len(found) == limit else None}
+
+    @router.get("/events.csv", summary="Events from the journal as CSV, newest first, filtered as /events",
+                response_class=StreamingResponse, responses={200: {"content": {"text/csv": {}}}})
+    def events_csv(f: Filters = Depends(_filters), limit: int | None = Query(None, ge=1, description="default: all"),
+                   after: int | None = Query(None, ge=1)) -> StreamingResponse:
+        def page(reader: JournalReader, before: int | None, left: int | None) -> list[dict]:
+            size = min(left or MAX_EVENTS_PAGE, MAX_EVENTS_PAGE)
+            return reader.search(plates, f.camera, f.since, f.until, before, size)
+
+        # The first page is read before answering, so a missing journal is a 404, not a cut CSV.
+        with history.reader() as reader:
+            plates = f.plates(reader)
+            first = page(reader, after, limit)
+
+        def lines(events: list[dict], left: int | None) -> Iterator[str]:
+            yield _csv_line(CSV_COLUMNS)
+            while events:
+                yield "".join(_csv_row(e) for e in events)
+                left = None if left is None else left - len(events)
+                if len(events) < MAX_EVENTS_PAGE or left == 0:
+                    return
+                with history.reader() as reader:  # a page at a time: other requests use the connection between
+                    events = page(reader, events[-1]["seq"], left)
+        return StreamingResponse(lines(first, limit), media_type="text/csv",
+                                 headers={"Content-Disposition": 'attachment; filename="events.csv"'})
+
+    def event_image(name: str):
+        def image(event_id: str) -> Response:
+            with history.reader() as reader:
+                jpeg = reader.image(event_id, name)
+            if jpeg is None:
+                raise HTTPException(404, f"no {name} image for event {event_id}")
+            # an event's images never change; private: the API key may guard them
+            return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+        return image
+
+    for name, what in IMAGES.items():
+        router.add_api_route(f"/events/{{event_id}}/{name}.jpg", event_image(name), methods=["GET"],
+                             summary=f"An event's {what} (JPEG), when stored with it", response_class=Response,
+                             responses={200: {"content": {"image/jpeg": {}}}})
+
     app.include_router(router)
 
     # Open without the key: the pages (they hold no data), the camera list and limits they show.
@@ -474,9 +657,20 @@ def create_app(config: Config) -> FastAPI:
                 "max_upload_mb": limit_mb, "api_key": bool(api.api_key),
                 "image_types": [s[1:] for s in IMAGE_TYPES], "video_types": [s[1:] for s in VIDEO_TYPES]}
 
+    # Open too: load balancers poll it, and it tells no more than /info does.
+    @app.get("/health", summary="Every camera's state; 503 when a live camera is not streaming or any failed",
+             responses={503: {"description": "a camera is down, or the pipeline failed"}})
+    def health() -> JSONResponse:
+        body = live.health() if live else {"ok": True, "error": None, "cameras": {}}
+        return JSONResponse(body, 200 if body["ok"] else 503)
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(WEB / "index.html")
+
+    @app.get("/history", include_in_schema=False)
+    def history_page() -> FileResponse:
+        return FileResponse(WEB / "history.html")
 
     @app.get("/live/{camera_id}", include_in_schema=False)
     def live_page(camera_id: str) -> FileResponse:

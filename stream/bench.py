@@ -142,7 +142,7 @@ def run(source: Path, streams: int, loop: int, device: str, weights: str, detect
         if stalled is not None:
             stalled.close(linger=0)
         frames = max(1, stats["frames"])
-        stages = {"decode": sum(c.decode_seconds for c in pipeline.captures), **pipeline.stage_seconds}
+        stages = {"decode": sum(c.decode_seconds for c in pipeline.captures), **pipeline.stats.stage_seconds}
         cuda = torch.cuda.is_available() and str(pipeline.detector.device).startswith("cuda")
         gpu_peak = round(torch.cuda.max_memory_allocated() / 2 ** 20) if cuda else None
         rss_end = proc.memory_info().rss

@@ -75,7 +75,7 @@ def main() -> int:
         ok = [p for p in plates if got.count(p) == 1]
         n_extra = len(got) - len(ok)
         cars, right, extra, frames = cars + len(plates), right + len(ok), extra + n_extra, frames + stats["frames"]
-        latencies += pipeline.latencies
+        latencies += pipeline.stats.latencies
         seconds += stats["frames"] / max(stats["fps"], 1e-9)
         print(f"{clip.name}: truth {plates} events {got} -> {'OK' if len(ok) == len(plates) and not n_extra else 'WRONG'}",
               flush=True)

@@ -11,7 +11,7 @@ import numpy as np
 from models.issuer import Issuer
 from trackers.kalman import Box, Direction, Track  # the tracker's output (re-exported)
 
-__all__ = ["Box", "Frame", "Track", "PlateRead", "Direction", "Candidate", "PlateDecision"]
+__all__ = ["Box", "Frame", "Track", "PlateRead", "Direction", "Candidate", "Match", "PlateDecision"]
 
 
 @dataclass
@@ -45,6 +45,15 @@ class Candidate:
     score: float
 
 
+@dataclass(frozen=True)
+class Match:
+    """A decision's plate found on a watchlist (stream/watchlist.py)."""
+    list: str  # the list's name
+    entry: str  # the listed text or regex that matched
+    distance: float  # 0 for a regex or an exact text
+    action: str  # alert | ignore
+
+
 @dataclass
 class PlateDecision:
     """The voter's verdict on a track: what gets published (as a plate or correction event)."""
@@ -64,4 +73,5 @@ class PlateDecision:
     issuer: Issuer = field(default_factory=Issuer)  # read once per decision, on its crop
     captured: tuple[float, int] | None = None  # (timestamp, frame index) of the read that won the vote
     direction: Direction | None = None
+    match: Match | None = None  # the watchlist entry it matched
     vehicle: np.ndarray | None = field(default=None, repr=False)  # around the vehicle, same frame as crop

@@ -45,7 +45,7 @@ class PipelineMetrics(Collector):
         try:
             self._server, _ = start_http_server(port, host, registry=self.registry)
         except OSError as e:
-            raise OSError(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from None
+            raise OSError(f"cannot serve metrics on {host}:{port}: {e.strerror or e} (set metrics.port)") from None
 
     def collect(self):
         p = self.pipeline
@@ -58,11 +58,11 @@ class PipelineMetrics(Collector):
         yield per_camera(CounterMetricFamily("alpr_frames_read", "Frames read from the source", labels=["camera"]),
                          lambda c: c.read)
         yield per_camera(CounterMetricFamily("alpr_frames_processed", "Frames through the pipeline", labels=["camera"]),
-                         lambda c: p.processed[c.camera_id])
+                         lambda c: p.stats.processed[c.camera_id])
         yield per_camera(CounterMetricFamily("alpr_frames_dropped", "Live frames dropped while behind",
                                              labels=["camera"]), lambda c: c.dropped)
         yield per_camera(CounterMetricFamily("alpr_detections", "Plate boxes detected", labels=["camera"]),
-                         lambda c: p.detections[c.camera_id])
+                         lambda c: p.stats.detections[c.camera_id])
         yield per_camera(CounterMetricFamily("alpr_reconnects", "Connection attempts after the first",
                                              labels=["camera"]), lambda c: c.reconnects)
         yield per_camera(GaugeMetricFamily("alpr_camera_streaming", "1 while frames arrive", labels=["camera"]),
@@ -72,7 +72,7 @@ class PipelineMetrics(Collector):
         events = CounterMetricFamily("alpr_events", "Events published", labels=["camera", "type"])
         for c in p.captures:
             for kind in ("plate", "correction"):
-                events.add_metric([c.camera_id, kind], p.events_by.get((c.camera_id, kind), 0))
+                events.add_metric([c.camera_id, kind], p.stats.events_by.get((c.camera_id, kind), 0))
         yield events
         sinks = CounterMetricFamily("alpr_sink_events", "Events per sink and outcome", labels=["sink", "outcome"])
         for s in p.sinks:

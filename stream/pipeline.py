@@ -29,7 +29,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 
 from config.schema import Config
 from models.detector import Detection, PlateDetector
-from models.images import letterbox
+from models.images import VideoWriter, letterbox
 from models.formats import family_matcher, from_regexes
 from models.reader import EXTRA_MARGINS, WEAK_DETECTION, confirmed_tries
 from models.reader import crop as crop_box
@@ -49,14 +48,18 @@ from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import Frame, PlateDecision, PlateRead, Track
 from stream.metrics import PipelineMetrics
-from stream.publish import Clock, EventPublisher, now_iso
+from stream.publish import Clock, EventPublisher, PublishError, now_iso
 from stream.replay import ReplayServer
 from stream.sinks import open_sinks
+from stream.stats import PipelineStats
 from stream.vote import PlateVoter
+from stream.watchlist import Watchlists
 from stream.wire import SCHEMA_VERSION, CameraHealth, ProcessHealth
 from trackers.kalman import SortTracker, direction
 
 log = logging.getLogger(__name__)
+# One line per event; a program that prints the events itself (run_stream) turns it down.
+events_log = logging.getLogger(f"{__name__}.events")
 
 FRAME_QUEUE = 8  # frames buffered per camera
 READ_QUEUE = 16  # frames' worth of crops waiting for OCR
@@ -64,9 +67,7 @@ SHARPER = 1.2  # after a plate is decided, a new crop is read only when this muc
 EDGE = 2  # px: boxes this close to the frame border are not read
 STEADY = 0.12  # a box is read only when its width changed less than this share since the last frame
 SINK_CLOSE_S = 5.0  # at shutdown, how long each sink may still deliver what it has queued
-LATENCY_WINDOW = 10_000  # latencies kept for the p50/p95 figures: the latest events'
 IDLE_POLL = 0.2  # s: how often an idle read thread looks whether health messages are due
-VIDEO_CODEC = "mp4v"  # --save-video; the path check before the run probes this same codec
 
 
 class StageFailed(Exception):
@@ -114,11 +115,42 @@ def crop_quality(crop: np.ndarray) -> float:
     return crop.shape[1] * min(1.0, sharp / 400.0)
 
 
+@contextmanager
+def _naming_key(key: str):
+    """A PublishError raised inside as `key: message`, so the user knows what to change."""
+    try:
+        yield
+    except PublishError as e:
+        raise PublishError(f"{key}: {e}") from None
+
+
 def vehicle_box(plate: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     """Around a plate, where its vehicle is: a car is about four plates wide, its plate low on it."""
     x1, y1, x2, y2 = plate
     w = x2 - x1
     return x1 - 1.5 * w, y1 - 2.2 * w, x2 + 1.5 * w, y2 + 0.6 * w
+
+
+def _annotated(job: ReadJob, labels: dict[int, str]) -> np.ndarray:
+    """The frame with its tracks drawn (legend: docs/api.md): a detected plate in green with its
+    track id and plate text; a predicted box (the plate missed in this frame, the tracker's
+    guess) thin and orange with its id alone, since it may already lie on another car, and not
+    at all where it overlaps a detected one."""
+    img = job.frame.image.copy()
+    detected = [t.box for t in job.tracks if t.matched]
+    for t in sorted(job.tracks, key=lambda t: t.matched):  # detected boxes drawn last, on top
+        if not t.matched and any(_overlap(t.box, b) for b in detected):
+            continue
+        x1, y1, x2, y2 = (int(v) for v in t.box)
+        colour, width = ((0, 220, 0), 2) if t.matched else ((0, 160, 255), 1)
+        cv2.rectangle(img, (x1, y1), (x2, y2), colour, width)
+        label = f"#{t.track_id} {labels.get(t.track_id, '')}".strip() if t.matched else f"#{t.track_id}"
+        cv2.putText(img, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+    return img
+
+
+def _overlap(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def _in_roi(box, roi) -> bool:
@@ -129,13 +161,13 @@ def _in_roi(box, roi) -> bool:
 
 
 def _check_video_path(path: Path) -> None:
-    """Fail before the run: OpenCV's writer says nothing when it cannot write, and writes nothing."""
-    probe = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_CODEC), 15.0, (64, 48))
-    ok = probe.isOpened()
-    probe.release()
-    path.unlink(missing_ok=True)
-    if not ok:
-        raise ValueError(f"cannot write a video to {path} (give an .mp4 or .avi path in an existing folder)")
+    """Fail before the run, not after it: a video that cannot be written at this path."""
+    try:
+        VideoWriter(path, 15.0, (64, 48)).close()
+    except OSError:
+        raise ValueError(f"cannot write a video to {path} (give an .mp4 path in an existing folder)") from None
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class Pipeline:
@@ -150,6 +182,8 @@ class Pipeline:
             check_source(cam.source)
         if save_video is not None:
             _check_video_path(Path(save_video))
+        if jsonl and not Path(jsonl).parent.is_dir():  # open() would say only "[Errno 2]"
+            raise ValueError(f"cannot write events to {jsonl}: no folder {Path(jsonl).parent}")
         self.config = config
         self.stop_event = threading.Event()
         self.queues = {c.id: queue.Queue(FRAME_QUEUE) for c in config.cameras}
@@ -174,16 +208,23 @@ class Pipeline:
         # next one, so every plate box of an image is a track of that image alone.
         self._stills = {c.id: itertools.count(1) for c in config.cameras if is_stills(c.source)}  # track ids
         family_of = family_matcher(config.plate_formats)
-        self.voters = {c.id: PlateVoter(config.voting, family_of, seen_once=c.id in self._stills)
-                       for c in config.cameras}
+        self.voters = {c.id: PlateVoter(config.voting if c.dedupe_seconds is None else
+                                        dataclasses.replace(config.voting, dedupe_seconds=c.dedupe_seconds),
+                                        family_of, seen_once=c.id in self._stills) for c in config.cameras}
+        self.watchlists = Watchlists(config.watchlists)
+        self._direction = {c.id: c.direction for c in config.cameras}
         j, p = config.journal, config.publisher
         self.curve = Server(p.curve_secret_key, p.curve_client_keys) if p.curve_secret_key else None
         self.journal = Journal(j.path, j.retention_days) if j.enabled else None
-        self.publisher = EventPublisher(p, self.journal, self.curve)
-        # replay answers from the journal: without one there is nothing to serve
-        self.replay = ReplayServer(j.path, p.replay_endpoint, self.curve) if self.journal else None
+        # An address in use is most often a second instance on this machine: name the key to change.
+        with _naming_key("publisher.endpoint"):
+            self.publisher = EventPublisher(p, self.journal, self.curve)
+        with _naming_key("publisher.replay_endpoint"):
+            # replay answers from the journal: without one there is nothing to serve
+            self.replay = ReplayServer(j.path, p.replay_endpoint, self.curve) if self.journal else None
         self.jsonl = open(jsonl, "a", encoding="utf-8") if jsonl else None
-        self.sinks = open_sinks(config.sinks)
+        self.sinks = open_sinks(config.sinks, journal=j.path if self.journal else None,
+                                cameras=[c.id for c in config.cameras])
         self.save_video = save_video
         self.on_event = on_event
         self.on_frame = on_frame
@@ -196,23 +237,15 @@ class Pipeline:
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
         # (camera, track) -> its first and latest detected box, written by detect, read by read
         self.paths: dict[tuple[str, int], tuple[tuple, tuple]] = {}
-        self.events = 0
-        self.events_by: dict[tuple[str, str], int] = {}  # (camera, event type) -> events published
-        self.detections = {c.id: 0 for c in config.cameras}  # plate boxes inside each camera's ROI
         # Latency: from the capture of the first frame whose read already gave the plate's
         # final text (the plate became legible) to the event's publication.
         self.first_read: dict[tuple[str, int], dict[str, float]] = {}
-        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         # Seconds spent per stage since start; each is written by one thread only (bench figures).
-        self.stage_seconds = dict.fromkeys(("detect", "track", "ocr", "vote", "issuer", "publish"), 0.0)
+        self.stats = PipelineStats([c.id for c in config.cameras])
         self.failure: StageFailed | None = None  # the first stage that raised
-        self.frames_done = 0
-        self.frames_detected = 0  # frames the detector ran on (detector.detect_every skips some)
-        self.processed = {c.id: 0 for c in config.cameras}  # frames done per camera
         self._started = self._health_at = time.monotonic()  # uptime; the last health messages
         self._health_counts: dict[str, tuple[int, int]] = {}  # camera -> (frames in, processed) then
-        self._writer: cv2.VideoWriter | None = None
-        self._size = (0, 0)  # the saved video's frame width and height
+        self._writer: VideoWriter | None = None
         self.metrics = PipelineMetrics(self) if config.metrics.port else None
         if self.metrics:
             self.metrics.start(config.metrics.host, config.metrics.port)
@@ -251,7 +284,7 @@ class Pipeline:
                                             weak=WEAK_DETECTION if stills else None,
                                             tiled=[f.camera_id in self._tiled for f in detect]) if detect else []
             found = {id(f): ds for f, ds in zip(detect, dets)}
-            self.frames_detected += len(detect)
+            self.stats.frames_detected += len(detect)
             now = time.monotonic()
             for frame in frames:
                 last_frame[frame.camera_id] = now
@@ -308,17 +341,17 @@ class Pipeline:
                       for d in detections]
             ended = [t.track_id for t in tracks]  # read now, voted and ended with this image
         else:
-            self.detections[cam] += len(detections)
+            self.stats.detections[cam] += len(detections)
             tracks = self.trackers[cam].update(detections, frame.index, (w, h))
             ended = self.trackers[cam].pop_ended()
         to_read = []
         for t in tracks:
-            if t.matched:  # the track's first and latest detected box: its direction of travel
-                self.paths[(cam, t.track_id)] = (self.paths.get((cam, t.track_id), (t.box,))[0], t.box)
             x1, y1, x2, y2 = t.box
             # A plate cut by the frame edge reads as a confident partial text: wait for all of it.
             if not t.matched or x1 < EDGE or y1 < EDGE or x2 > w - EDGE or y2 > h - EDGE:
                 continue
+            # the track's first and latest whole box: its direction of travel
+            self.paths[(cam, t.track_id)] = (self.paths.get((cam, t.track_id), (t.box,))[0], t.box)
             state = self.track_state.setdefault((cam, t.track_id), _TrackState())
             # A plate sliding out from behind something (or into it) changes width from frame
             # to frame and reads as a confident part of itself: read it once its width holds.
@@ -380,7 +413,10 @@ class Pipeline:
             reads = [per_track[i][k] for i, k in keep]
             read = {t.track_id for t, _, _ in reads}
             job.tracks = [t for t in job.tracks if t.confidence >= conf or t.track_id in read]
-            self.detections[f.camera_id] += len(job.tracks)
+            self.stats.detections[f.camera_id] += len(job.tracks)
+        for track in job.tracks:  # a decided plate still in view (parked, queuing) is still seen
+            if track.matched:
+                voter.still_seen(track.track_id, f.timestamp)
         for track, crop, r in reads:
             if r.confidence < self.config.ocr.min_confidence:
                 continue
@@ -396,6 +432,8 @@ class Pipeline:
                 # may slow down for it
                 self.decided.add((f.camera_id, track.track_id))
                 self.plates[(f.camera_id, track.track_id)] = plate
+        # the plates to draw, taken before the tracks that end here (every still image's) forget them
+        labels = {t.track_id: self.plates.get((f.camera_id, t.track_id), "") for t in job.tracks}
         for tid in job.ended:
             with self._timed("vote"):
                 d = voter.end_track(tid)
@@ -406,11 +444,11 @@ class Pipeline:
             self.first_read.pop((f.camera_id, tid), None)
             self.plates.pop((f.camera_id, tid), None)
         if f.index >= 0:
-            self.frames_done += 1
-            self.processed[f.camera_id] += 1
+            self.stats.frames_done += 1
+            self.stats.processed[f.camera_id] += 1
             first = f.camera_id == self.config.cameras[0].id  # the saved video is the first camera's
             if self.on_frame or (self.save_video and first):
-                img = self._annotated(job)
+                img = _annotated(job, labels)
                 if self.on_frame:
                     self.on_frame(f.camera_id, img)
                 if self.save_video and first:
@@ -426,24 +464,26 @@ class Pipeline:
             raise
         except Exception as e:
             raise StageFailed(stage, e) from e
-        self.stage_seconds[stage] += time.perf_counter() - start
+        self.stats.stage_seconds[stage] += time.perf_counter() - start
 
     def _publish(self, d: PlateDecision) -> None:
         if d.crop is not None:  # once per decision, on the crop it was read from
-            with self._timed("issuer"):
+            with self._timed("publish"):
                 d = dataclasses.replace(d, issuer=self.recognizer.issuers([d.crop], [d.plate])[0])
         if path := self.paths.get((d.camera_id, d.track_id)):
             d = dataclasses.replace(d, direction=direction(*path))
+        wanted = self._direction[d.camera_id]
+        if wanted and d.direction and d.direction.motion not in (wanted, "stationary"):
+            log.debug("not published: %s track %d (%s) moves %s", d.plate, d.track_id, d.camera_id, d.direction.motion)
+            return
+        d = dataclasses.replace(d, match=self.watchlists.match([d.plate, *(c.text for c in d.candidates)]))
         with self._timed("publish"):
             event = self.publisher.publish(d, self.clocks[d.camera_id])
-        self.events += 1
-        key = (d.camera_id, event["type"])
-        self.events_by[key] = self.events_by.get(key, 0) + 1
         legible = self.first_read.get((d.camera_id, d.track_id), {}).get(d.plate)
-        if legible is not None:
-            self.latencies.append(time.monotonic() - legible)
-            if self.metrics:
-                self.metrics.latency.observe(self.latencies[-1])
+        latency = None if legible is None else time.monotonic() - legible
+        self.stats.event(d.camera_id, event["type"], latency)
+        if self.metrics and latency is not None:
+            self.metrics.latency.observe(latency)
         if self.jsonl:
             self.jsonl.write(json.dumps(event) + "\n")
             self.jsonl.flush()
@@ -451,28 +491,15 @@ class Pipeline:
             sink.put(event)
         if self.on_event:
             self.on_event(event)
-        log.info("event %d: %s %s track %d (%s, confidence %.2f)", event["seq"], event["type"], d.plate,
-                 d.track_id, d.camera_id, d.confidence)
-
-    def _annotated(self, job: ReadJob) -> np.ndarray:
-        """The frame with its tracks drawn: green while detected, orange while coasting."""
-        img = job.frame.image.copy()
-        for t in job.tracks:
-            x1, y1, x2, y2 = (int(v) for v in t.box)
-            colour = (0, 220, 0) if t.matched else (0, 160, 255)
-            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
-            label = f"#{t.track_id} {self.plates.get((t.camera_id, t.track_id), '')}".strip()
-            cv2.putText(img, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
-        return img
+        events_log.info("event %d: %s %s track %d (%s, confidence %.2f)%s", event["seq"], event["type"], d.plate,
+                 d.track_id, d.camera_id, d.confidence, f", on watchlist {d.match.list}" if d.match else "")
 
     def _write_video(self, camera_id: str, img: np.ndarray) -> None:
         if self._writer is None:
-            h, w = img.shape[:2]
             fps = next((c.fps for c in self.captures if c.camera_id == camera_id and c.fps), 15.0)
-            self._writer = cv2.VideoWriter(str(self.save_video), cv2.VideoWriter_fourcc(*VIDEO_CODEC), fps, (w, h))
-            self._size = w, h
-        if img.shape[1::-1] != self._size:  # stills of another size: the writer drops such frames
-            img = letterbox(img, *self._size)[0]
+            self._writer = VideoWriter(self.save_video, fps, img.shape[1::-1])
+        if img.shape[1::-1] != self._writer.size:  # stills of another size: letterboxed into the first's
+            img = letterbox(img, *self._writer.size)[0]
         self._writer.write(img)
 
     # --- health ---------------------------------------------------------------------------
@@ -482,7 +509,7 @@ class Pipeline:
             return
         seconds, self._health_at = now - self._health_at, now
         for c in self.captures:
-            done = self.processed[c.camera_id]
+            done = self.stats.processed[c.camera_id]
             read_before, done_before = self._health_counts.get(c.camera_id, (0, 0))
             self._health_counts[c.camera_id] = (c.read, done)
             self.publisher.send_health(c.camera_id, CameraHealth(
@@ -491,16 +518,10 @@ class Pipeline:
                 frames_in=c.read, frames_processed=done, frames_dropped=c.dropped, queue_depth=c.frames.qsize(),
                 reconnects=c.reconnects, last_error=c.last_error))
         self.publisher.send_health("process", ProcessHealth(
-            "health", SCHEMA_VERSION, now_iso(), round(now - self._started, 1), self.events, self.publisher.last_seq))
+            "health", SCHEMA_VERSION, now_iso(), round(now - self._started, 1), self.stats.events,
+            self.publisher.last_seq))
 
     # --- running --------------------------------------------------------------------------
-    def stats(self) -> dict:
-        lat = sorted(self.latencies)
-        pct = (lambda p: round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 1)) if lat else (lambda p: None)
-        return {"frames": self.frames_done, "frames_detected": self.frames_detected, "events": self.events,
-                "dropped": sum(c.dropped for c in self.captures),
-                "latency_ms_p50": pct(0.5), "latency_ms_p95": pct(0.95)}
-
     def run(self, progress=None) -> dict:
         """Run until every source ends (or `stop()`); returns the final stats."""
         workers = [threading.Thread(target=self._guarded(self._detect_loop, "detect"), name="detect", daemon=True),
@@ -517,7 +538,7 @@ class Pipeline:
                 if progress:
                     progress(self)
                 if now - last_log >= self.config.logging.stats_seconds:
-                    s = self.stats()
+                    s = self.stats.summary(sum(c.dropped for c in self.captures))
                     log.info("%.1f fps, %d frames, %d events, %d dropped, latency p50 %s ms p95 %s ms",
                              s["frames"] / (now - start), s["frames"], s["events"], s["dropped"],
                              s["latency_ms_p50"], s["latency_ms_p95"])
@@ -530,7 +551,7 @@ class Pipeline:
             self.close()
         if self.failure:
             raise self.failure
-        s = self.stats()
+        s = self.stats.summary(sum(c.dropped for c in self.captures))
         s["fps"] = round(s["frames"] / max(1e-9, time.monotonic() - start), 2)
         return s
 
@@ -584,7 +605,7 @@ class Pipeline:
     def close(self) -> None:
         self.stop_event.set()
         if self._writer is not None:
-            self._writer.release()
+            self._writer.close()
         if self.jsonl:
             self.jsonl.close()
         self.publisher.close()

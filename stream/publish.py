@@ -32,8 +32,8 @@ from models.errors import AlprError
 from stream.curve import Server
 from stream.journal import Journal
 from stream.messages import PlateDecision
-from stream.wire import (SCHEMA_VERSION, CameraHealth, EventCandidate, EventDirection, PlateEvent, ProcessHealth,
-                         Seen)
+from stream.wire import (SCHEMA_VERSION, CameraHealth, EventCandidate, EventDirection, EventMatch, PlateEvent,
+                         ProcessHealth, Seen)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ def event_json(decision: PlateDecision, seq: int, event_id: str, clock: Clock) -
         captured=None if decision.captured is None else _seen(decision.captured, clock),
         direction=None if decision.direction is None else EventDirection(decision.direction.motion,
                                                                           decision.direction.angle),
+        match=None if decision.match is None else EventMatch(decision.match.list, decision.match.entry,
+                                                             decision.match.distance),
+        alert=decision.match is not None and decision.match.action == "alert",
         corrects=decision.correction_of).to_json()
 
 
@@ -153,15 +156,17 @@ class EventPublisher:
         nothing goes out that a subscriber could not fetch again.
         """
         event = event_json(decision, self._next_seq, uuid.uuid4().hex, clock)
-        if self.journal is not None:
-            self.journal.append(event)
+        crop = _jpeg(decision.crop) if decision.crop is not None else None
+        if self.journal is not None:  # with the evidence: the winning read's crop, and its vehicle
+            vehicle = _jpeg(decision.vehicle) if decision.vehicle is not None and decision.vehicle.size else None
+            self.journal.append(event, {"crop": crop, "vehicle": vehicle})
         self._next_seq += 1
         frames = [f"plate.{decision.camera_id}".encode(), json.dumps(event, separators=(",", ":")).encode()]
-        if self.config.send_crop and decision.crop is not None:
-            jpeg = _jpeg(decision.crop)
-            if jpeg is not None:  # a crop that will not encode costs the event its picture only
-                frames.append(jpeg)
+        if self.config.send_crop and crop is not None:  # one that will not encode costs the event its picture only
+            frames.append(crop)
         self._socket.send_multipart(frames)
+        if event["alert"]:  # the same message again for those who listen to alerts alone
+            self._socket.send_multipart([f"alert.{decision.camera_id}".encode(), *frames[1:]])
         return event
 
     @property

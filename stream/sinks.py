@@ -18,6 +18,8 @@ connection state, one line each (connected, connection lost, reconnected), never
   attempt (connection error, timeout, any status but 2xx) is retried with doubling pauses up
   to `retries` times, then the event is given up for that URL (counted in `failed`, logged).
 - CSV and JSONL: one line per event, flushed at once.
+- NATS JetStream (stream/nats_sink.py): sent from the journal, each event once (its event_id as
+  message id), in order per camera, delivered once JetStream acknowledged it.
 
 Labels and log lines show URLs through `redact` (no userinfo, no query values); header values
 and passwords are never shown.
@@ -33,6 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from config.schema import SinksConfig, WebhookConfig
@@ -251,8 +254,11 @@ class MqttSink(Sink):
         self._client.loop_stop()
 
 
-def open_sinks(config: SinksConfig) -> list[Sink]:
-    """Start every configured sink; OSError (one line) for a file that cannot be opened."""
+def open_sinks(config: SinksConfig, journal: str | None = None, cameras: Sequence[str] = ()) -> list[Sink]:
+    """Start every configured sink; OSError (one line) for a file that cannot be opened.
+
+    `journal`: the path of the journal the events are written to first (None: the journal is
+    off), which the NATS sink sends from; `cameras`: this worker's camera ids, for its health."""
     n = config.queue_size
     sinks: list[Sink] = []
     try:
@@ -265,6 +271,10 @@ def open_sinks(config: SinksConfig) -> list[Sink]:
         sinks += [WebhookSink(w, n) for w in config.webhooks]
         if config.mqtt.host:
             sinks.append(MqttSink(config, n))
+        if config.nats.servers:
+            from stream.nats_sink import NatsSink  # it imports this module
+
+            sinks.append(NatsSink(config.nats, n, journal, cameras))
     except OSError:
         for s in sinks:  # none is started yet: release what the others hold
             s.shutdown()

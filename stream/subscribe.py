@@ -5,6 +5,8 @@
                                         [--curve-key CLIENT.key_secret --server-key SERVER.key]
     python -m stream.subscribe --journal events.db [--camera ID] [--plate TEXT] [--since T] [--until T]
                                                    [--count N]
+    python -m stream.subscribe nats://HOST:4222[,nats://HOST2:4222...] [--stream ALPR] [--durable NAME]
+                                                   [--prefix alpr] [--topic plate.] [--count N] [--timeout S]
 
 Connects a ZeroMQ SUB socket to the publisher's endpoint and prints each event's JSON
 (the topic and any crop frame are left out: the JSON names the camera) until `--count`
@@ -23,17 +25,28 @@ holds in seq order, those of one camera, plate (A-Z0-9, as published) or time of
 (`--since` and `--until`, ISO 8601 UTC like 2026-12-07T10:00, or a prefix of it; `--until` is
 exclusive) only.
 
+With a nats:// (or tls://) ENDPOINT it reads a NATS JetStream stream that workers publish to
+(stream/nats_sink.py, docs/deploy.md) through a durable pull consumer named `--durable`
+(default `subscribe`): the server remembers what it acknowledged, so a subscriber started
+again goes on after the last event it printed (the first time: from the stream's start).
+`--topic` maps to subjects under `--prefix`: `plate.` (default: every event) to
+`alpr.plate.>`, `plate.gate1` to `alpr.plate.gate1`, `alert.` and `health.` likewise. Each
+event_id is printed once (a retry that JetStream stored twice is dropped).
+
 From Python, `receive(endpoint, topic, count, timeout)` returns the events as a list, and
 `events(...)` yields them; both take `replay_endpoint`, `after` and `curve` too.
+`nats_events(servers, ...)` yields a JetStream stream's events.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import math
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import closing
 from itertools import islice
@@ -48,6 +61,11 @@ log = logging.getLogger(__name__)
 RESYNC_S = 1.0  # with a replay endpoint: this long without a live event, ask it for anything missed
 REQUEST_TIMEOUT_MS = 2000  # a replay request unanswered this long is sent again on a fresh socket
 ATTEMPTS = 3  # requests for a gap before giving up on the replay endpoint
+NATS_SCHEMES = ("nats://", "tls://")
+NATS_CONNECT_S = 5.0  # NATS: no server reached within this long at start is an error
+NATS_BATCH = 100  # messages fetched at a time from the durable consumer
+NATS_ACK_WAIT_S = 30.0  # a fetched message not acknowledged this long is delivered again
+DEDUPE_IDS = 100_000  # event_ids remembered for dropping a duplicate
 
 
 class SubscribeError(AlprError, ValueError):
@@ -235,6 +253,139 @@ def receive(endpoint: str, topic: str = "plate.", count: int | None = None, time
         return list(islice(stream, count))
 
 
+def nats_subjects(topic: str, prefix: str = "alpr") -> list[str]:
+    """The JetStream subjects for a ZeroMQ-style topic prefix: `plate.` -> `alpr.plate.>`,
+    `plate.gate1` -> `alpr.plate.gate1`."""
+    kind, _, rest = topic.partition(".")
+    if not kind or not all(c.isalnum() or c in "-_" for c in kind + rest):
+        raise SubscribeError(f"topic {topic!r} is not KIND. or KIND.CAMERA (e.g. plate. or plate.gate1)")
+    return [f"{prefix}.{kind}.{rest or '>'}"]
+
+
+def nats_events(servers: str | list[str], stream: str = "ALPR", durable: str = "subscribe", topic: str = "plate.",
+                timeout: float | None = None, prefix: str = "alpr", dedupe: bool = True) -> Iterator[dict]:
+    """Yield the events of JetStream `stream` under `topic` (see `nats_subjects`) through the
+    durable pull consumer `durable`, created when missing (from the stream's first message), in
+    the stream's order, each event_id once (`dedupe`), and stop after `timeout` seconds without
+    one (None: never). A message is acknowledged once the next is asked for or the iterator is
+    closed; the ones fetched and not yet yielded then are handed back at once (NAK), so the
+    consumer's next reader gets them without waiting. SubscribeError: no server reached, no
+    such stream, or a durable of that name with other subjects."""
+    import nats
+    import nats.errors
+    from nats.js.errors import APIError
+
+    from stream.capture import redact
+
+    urls = servers.split(",") if isinstance(servers, str) else list(servers)
+    subjects = nats_subjects(topic, prefix)
+    loop = asyncio.new_event_loop()
+    run = loop.run_until_complete
+    errors: list[str] = []
+
+    async def error(e: Exception) -> None:
+        errors.append(f"{type(e).__name__}: {e}")
+
+    nc = None
+    fetched: list = []  # this batch's messages not yet acknowledged; the first was yielded
+    taken = False  # the first of `fetched` has been yielded
+    try:
+        try:
+            nc = run(asyncio.wait_for(nats.connect(urls, connect_timeout=2, reconnect_time_wait=1,
+                                                   max_reconnect_attempts=-1, error_cb=error), NATS_CONNECT_S))
+        except (asyncio.TimeoutError, OSError, nats.errors.Error) as e:
+            why = errors[-1] if errors else f"{type(e).__name__}: {e}"
+            raise SubscribeError(f"cannot reach NATS at {redact(','.join(urls))}: {redact(why)}") from None
+        js = nc.jetstream()
+        sub = run(_bind(js, stream, durable, subjects, time.monotonic() + NATS_CONNECT_S))
+        seen: OrderedDict[str, None] = OrderedDict()
+        quiet_since = time.monotonic()
+        while True:
+            left = math.inf if timeout is None else quiet_since + timeout - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                fetched = run(sub.fetch(NATS_BATCH, timeout=max(0.05, min(1.0, left))))
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.Error, APIError) as e:  # reconnecting, a consumer leader moving: again
+                log.debug("fetch: %s", e)
+                time.sleep(0.2)
+                continue
+            while fetched:
+                message = fetched[0]
+                try:
+                    event = json.loads(message.data)
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    event = None
+                    log.warning("%s: a message that is not JSON on %s: skipped", stream, message.subject)
+                event_id = event.get("event_id") if isinstance(event, dict) else None
+                fresh = event is not None and not (dedupe and event_id in seen)
+                if fresh and dedupe and isinstance(event_id, str):
+                    seen[event_id] = None
+                    if len(seen) > DEDUPE_IDS:
+                        seen.popitem(last=False)
+                if fresh:
+                    taken = True
+                    yield event
+                    quiet_since = time.monotonic()
+                run(message.ack())
+                fetched.pop(0)
+                taken = False
+    finally:
+        if nc is not None and not nc.is_closed:
+            try:
+                if taken and fetched:  # yielded: the caller has it
+                    run(fetched.pop(0).ack())
+                for message in fetched:
+                    run(message.nak())
+                run(asyncio.wait_for(nc.close(), 2.0))
+            except Exception as e:  # noqa: BLE001  (leaving: unacknowledged ones come again)
+                log.debug("closing the NATS connection: %s", e)
+        run(_cancel_all())  # a connect given up on leaves tasks of its own
+        loop.close()
+
+
+async def _bind(js, stream: str, durable: str, subjects: list[str], deadline: float):
+    """The pull subscription of durable consumer `durable`, made when missing; JetStream
+    unavailable (a leader being elected) is asked again until the monotonic `deadline`."""
+    import nats.errors
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+
+    while True:
+        try:
+            try:
+                info = await js.consumer_info(stream, durable)
+                have = info.config.filter_subjects or [info.config.filter_subject]
+                if sorted(have) != sorted(subjects):
+                    raise SubscribeError(f"durable {durable!r} of stream {stream} reads "
+                                         f"{', '.join(map(str, have))}, not {', '.join(subjects)}: give another "
+                                         "--durable")
+            except NotFoundError:
+                try:
+                    await js.add_consumer(stream, ConsumerConfig(
+                        durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                        ack_wait=NATS_ACK_WAIT_S, filter_subject=subjects[0]))
+                except NotFoundError:
+                    raise SubscribeError(f"NATS has no stream {stream!r}") from None
+            return await js.pull_subscribe_bind(durable, stream=stream)
+        except (ServiceUnavailableError, nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            if time.monotonic() > deadline:
+                raise SubscribeError(f"JetStream does not answer for stream {stream!r}: {type(e).__name__}") from None
+            await asyncio.sleep(0.25)
+        except APIError as e:
+            raise SubscribeError(f"JetStream refused durable {durable!r} of stream {stream!r}: "
+                                 f"{e.description or e}") from None
+
+
+async def _cancel_all() -> None:
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def journal_events(path: str, camera: str | None = None, plate: str | None = None, since: str | None = None,
                    until: str | None = None) -> Iterator[dict]:
     """The events a journal file holds, in seq order, filtered as the module docstring says."""
@@ -275,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-key", metavar="FILE", help="this client's secret key file (NAME.key_secret), "
                         "for a publisher with CurveZMQ on; needs --server-key")
     parser.add_argument("--server-key", metavar="FILE", help="the publisher's public key file (NAME.key)")
+    parser.add_argument("--stream", help="with a nats:// ENDPOINT: the JetStream stream (default ALPR)")
+    parser.add_argument("--durable", help="with a nats:// ENDPOINT: the durable consumer, which resumes after "
+                        "its last acknowledged event (default subscribe)")
+    parser.add_argument("--prefix", help="with a nats:// ENDPOINT: the workers' subject prefix (default alpr)")
     args = parser.parse_args(argv)
     for name in ("count", "timeout"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
@@ -287,6 +442,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give an ENDPOINT or --journal FILE (one of them)")
     if args.journal is None and any((args.camera, args.plate, args.since, args.until)):
         parser.error("--camera, --plate, --since and --until go with --journal")
+    nats_mode = args.endpoint is not None and args.endpoint.startswith(NATS_SCHEMES)
+    if not nats_mode and any(v is not None for v in (args.stream, args.durable, args.prefix)):
+        parser.error("--stream, --durable and --prefix go with a nats:// ENDPOINT")
+    if nats_mode and any(v is not None for v in (args.replay, args.curve_key)):
+        parser.error("--replay and --curve-key go with a ZeroMQ (tcp://) ENDPOINT")
+    if nats_mode:
+        try:
+            stream = nats_events(args.endpoint, args.stream or "ALPR", args.durable or "subscribe", args.topic,
+                                 args.timeout, args.prefix or "alpr")
+            with closing(stream):
+                for event in islice(stream, args.count):
+                    print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
+        except (AlprError, ValueError) as e:  # ValueError: nats-py on a bad stream or durable name
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        return 0
     if args.journal is not None:
         from stream.journal import JournalError
 

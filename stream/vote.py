@@ -140,6 +140,13 @@ class PlateVoter:
         track = self._tracks.get(track_id)
         return track.plate if track else None
 
+    def still_seen(self, track_id: int, timestamp: float) -> None:
+        """A settled track's plate is in view at `timestamp` (no read needed): a parked or
+        queuing vehicle found again after an occlusion stays the same vehicle."""
+        track = self._tracks.get(track_id)
+        if track is not None and track.plate is not None:
+            self._saw(track.plate, timestamp)
+
     def open_tracks(self) -> list[int]:
         """The tracks with reads and no end yet."""
         return list(self._tracks)

@@ -18,7 +18,8 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-# 2: PlateEvent's country, subdivision and their confidences, captured and direction added
+# 2: PlateEvent's country, subdivision and their confidences, captured, direction, match and
+# alert added
 SCHEMA_VERSION = 2
 
 
@@ -39,6 +40,13 @@ class EventCandidate:
 class EventDirection:
     motion: Literal["approaching", "receding", "crossing", "stationary"]
     angle: float | None  # degrees counter-clockwise from the image's right (90: up); null when stationary
+
+
+@dataclass
+class EventMatch:
+    list: str  # the watchlist's name
+    entry: str  # the listed text or regex
+    distance: float  # edits (a confusable pair: half of one); 0 for a regex
 
 
 @dataclass
@@ -64,6 +72,8 @@ class PlateEvent:
     reads: int  # OCR reads voted
     captured: Seen | None  # the frame whose read won the vote (its crop is the event's evidence)
     direction: EventDirection | None  # which way the plate moved while it was read
+    match: EventMatch | None  # the watchlist entry the plate (or a runner-up reading) matched
+    alert: bool  # a match on a list whose action is alert: also sent on topic alert.<camera_id>
     corrects: str | None = None  # a correction's earlier plate; absent from plate events
 
     def to_json(self) -> dict:

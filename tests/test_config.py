@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from config.schema import (ApiConfig, CameraConfig, CaptureConfig, Config, ConfigError, DetectorConfig,
                            JournalConfig, LoggingConfig, MetricsConfig, MqttConfig, OcrConfig, PublisherConfig,
-                           SinksConfig, TrackerConfig, VotingConfig, WebhookConfig, load_config, parse_config)
+                           SinksConfig, TrackerConfig, VotingConfig, WatchlistConfig, WebhookConfig, load_config,
+                           parse_config)
 from models.formats import FORMATS
 from models.recognizer import NETWORK, OCR_DIR
 
@@ -89,6 +90,8 @@ cameras:
     roi: null
     max_fps: 2.5
     tiles: true
+    direction: approaching
+    dedupe_seconds: 60
 capture:
   stall_seconds: 4
   max_backoff_seconds: 60
@@ -156,6 +159,24 @@ sinks:
   csv: /var/lib/alpr/events.csv
   jsonl: /var/lib/alpr/events.jsonl
   queue_size: 50
+  nats:
+    servers: [tls://nats-0.nats:4222, tls://nats-1.nats:4222]
+    stream: PLATES
+    subject_prefix: site1.alpr
+    replicas: 3
+    duplicate_window_seconds: 300
+    max_age_days: 14
+    timeout_seconds: 3
+    health_seconds: 10
+    worker: worker-2
+    backfill: true
+    credentials_file: /dev/null
+    username: ""
+    password: ""
+    tls: true
+    ca_file: /dev/null
+    cert_file: /dev/null
+    key_file: /dev/null
 metrics:
   port: 9100
   host: 0.0.0.0
@@ -170,10 +191,18 @@ api:
   min_confidence: 0.3
   queue_size: 4
   jobs_kept: 20
+watchlists:
+  - name: stolen
+    plates: [AB12CDE, "^KL[0-9]{2}XYZ$"]
+    file: /dev/null
+    max_distance: 1.5
+    action: ignore
 """
 
 
 def test_a_full_file_loads_with_the_values_given(tmp_path):
+    from config.schema import NatsConfig
+
     path = tmp_path / "full.yaml"
     path.write_text(FULL_YAML, encoding="utf-8")
     c = load_config(path)
@@ -181,7 +210,7 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
         CameraConfig("gate1", "rtsp://user:pass@10.0.0.5/stream",
                      [[0.0, 300.0], [1280.0, 300.0], [1280.0, 720.0], [0.0, 720.0]], 10.0),
         CameraConfig("lane_2", 0),
-        CameraConfig("yard-3", "/data/yard", None, 2.5, True),
+        CameraConfig("yard-3", "/data/yard", None, 2.5, True, "approaching", 60.0),
     ]
     assert isinstance(c.cameras[1].source, int)
     assert all(isinstance(v, float) for p in c.cameras[0].roi for v in p)
@@ -205,14 +234,19 @@ def test_a_full_file_loads_with_the_values_given(tmp_path):
                                              True, "/dev/null", "/dev/null", "/dev/null"),
                                   [WebhookConfig("https://example.org/hook", 2.0, 3, 8.0,
                                                  {"Authorization": "Bearer t0ken", "X-Site": "gate"})],
-                                  "/var/lib/alpr/events.csv", "/var/lib/alpr/events.jsonl", 50)
+                                  "/var/lib/alpr/events.csv", "/var/lib/alpr/events.jsonl", 50,
+                                  NatsConfig(["tls://nats-0.nats:4222", "tls://nats-1.nats:4222"], "PLATES",
+                                             "site1.alpr", 3, 300.0, 14.0, 3.0, 10.0, "worker-2", True, "/dev/null",
+                                             "", "", True, "/dev/null", "/dev/null", "/dev/null"))
+    assert isinstance(c.sinks.nats.duplicate_window_seconds, float)
     assert c.metrics == MetricsConfig(9100, "0.0.0.0")
+    assert c.watchlists == [WatchlistConfig("stolen", ["AB12CDE", "^KL[0-9]{2}XYZ$"], "/dev/null", 1.5, "ignore")]
     # every key of the schema is covered by the file above
     for f in dataclasses.fields(Config):
         assert f"\n{f.name}:" in "\n" + FULL_YAML
     for section in (CaptureConfig, DetectorConfig, TrackerConfig, OcrConfig, VotingConfig, PublisherConfig,
                     JournalConfig, LoggingConfig, CameraConfig, ApiConfig, SinksConfig, MqttConfig, WebhookConfig,
-                    MetricsConfig):
+                    MetricsConfig, NatsConfig):
         for f in dataclasses.fields(section):
             assert f" {f.name}:" in FULL_YAML, f.name
 
@@ -498,3 +532,17 @@ def test_run_stream_with_malformed_yaml_exits_2_with_one_line(tmp_path):
     r, lines = _run_stream_with_config(tmp_path, "detector: [1, 2\n")
     assert len(lines) == 1 and lines[0].startswith("error: config:") and "malformed YAML" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_every_example_config_loads():
+    examples = sorted((ROOT / "config" / "examples").glob("*.yaml"))
+    assert len(examples) >= 4
+    for path in examples:
+        c = load_config(path)
+        assert c.cameras, path
+
+
+def test_run_stream_with_a_config_without_cameras_exits_2_instead_of_running_the_sample(tmp_path):
+    r, lines = _run_stream_with_config(tmp_path, "voting:\n  candidates: 2\n")
+    assert r.returncode == 2 and lines == [f"error: config: {tmp_path / 'BAD.yaml'} lists no cameras "
+                                           "(add cameras: or give --source)"]

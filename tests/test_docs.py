@@ -15,7 +15,7 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 MAX_README_LINES = 250
 TWO_COMMANDS = ("./setup.sh && .venv/bin/python run_stream.py",
-                "./setup.sh && .venv/bin/python -m pytest -q tests")
+                "./setup.sh --dev && .venv/bin/python -m pytest -q tests")
 # Words about how the work was organised, which belong in models/TRAINING_LOG.md at most.
 README_WORDING = re.compile(r"issue |session", re.IGNORECASE)
 DOCS_WORDING = re.compile(r"issue \d|\bsessions?\b|\blent\b|\bborrowed\b|\bstep \d", re.IGNORECASE)
@@ -91,3 +91,7 @@ def test_links_between_documents_resolve():
 def test_licence_is_the_agpl():
     head = (ROOT / "LICENSE").read_text(encoding="utf-8")[:200]
     assert "GNU AFFERO GENERAL PUBLIC LICENSE" in head and "Version 3" in head
+
+
+def test_ci_runs_the_readmes_test_command():
+    assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == TWO_COMMANDS[1]

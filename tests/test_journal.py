@@ -506,3 +506,102 @@ def test_subscribe_reads_a_journal_without_a_pipeline(tmp_path):
                                                "2023-11-14T22:13:40").stdout.splitlines()] == [2]
     r = run_module("stream.subscribe", "--journal", tmp_path / "none.db", tmp_path=tmp_path, timeout=30)
     assert r.returncode == 2 and r.stderr == f"error: no journal at {tmp_path / 'none.db'}\n"
+
+
+# --- evidence and history search ----------------------------------------------------------------
+
+from stream.journal import JournalReader  # noqa: E402
+from stream.plates import distance, near  # noqa: E402
+
+
+def seen_event(seq: int, camera: str, plate: str, day: int, hour: int) -> dict:
+    return {**event(seq, camera), "event_id": f"{seq:032x}", "plate": plate,
+            "first_seen": {"time": f"2026-03-{day:02d}T{hour:02d}:00:00.000Z", "offset": 0.0, "frame": seq}}
+
+
+def test_crops_stored_with_an_event_come_back_and_go_with_it(tmp_path, monkeypatch):
+    path = tmp_path / "events.db"
+    j = Journal(path)
+    j.append(seen_event(1, "gate", "AB12CDE", 1, 8), {"crop": b"\xff\xd8plate", "vehicle": b"\xff\xd8car"})
+    j.append(seen_event(2, "gate", "XY34ZZZ", 1, 9), {"crop": b"\xff\xd8other", "vehicle": None})  # None: left out
+    j.append(seen_event(3, "gate", "CD56EFG", 1, 10))  # no crops: as before
+    ids = [f"{s:032x}" for s in (1, 2, 3)]
+    assert j.image(ids[0], "crop") == b"\xff\xd8plate" and j.image(ids[0], "vehicle") == b"\xff\xd8car"
+    assert j.image(ids[1], "vehicle") is None and j.image(ids[2], "crop") is None and j.image("nope", "crop") is None
+    assert j.image_names([*ids, "nope"]) == {ids[0]: ["crop", "vehicle"], ids[1]: ["crop"]}
+    # a refused event leaves no image behind: they are written in one transaction
+    with pytest.raises(JournalError):
+        j.append({**seen_event(3, "gate", "ZZ99ZZZ", 1, 11), "event_id": "f" * 32}, {"crop": b"\xff\xd8lost"})
+    assert j.image("f" * 32, "crop") is None and j.last_seq() == 3
+    reader = JournalReader(path)  # another connection: they are on disk
+    assert reader.image(ids[0], "vehicle") == b"\xff\xd8car"
+    reader.close()
+    # pruned with their events, but for the latest one's
+    j.append(seen_event(4, "yard", "AB12CDE", 1, 12), {"crop": b"\xff\xd84"})
+    monkeypatch.setattr(stream.journal, "PRUNE_SECONDS", 0.0)
+    j.retention_days = 0.1 / DAY
+    time.sleep(0.3)
+    j.append(seen_event(5, "yard", "AB12CDE", 1, 13), {"crop": b"\xff\xd85"})
+    assert seqs(j.after(0, 10)) == [5] and j.image_names([*ids, f"{4:032x}", f"{5:032x}"]) == {f"{5:032x}": ["crop"]}
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT seq FROM images").fetchall() == [(5,)]
+    j.close()
+
+
+def test_search_filters_by_plates_camera_and_first_sight_newest_first_from_a_cursor(journal):
+    for e in [seen_event(1, "gate", "AB12CDE", 1, 8), seen_event(2, "yard", "XY34ZZZ", 1, 9),
+              seen_event(3, "gate", "AB12CDE", 2, 8), seen_event(4, "gate", "A812CDE", 2, 10),
+              seen_event(5, "yard", "QR56STU", 3, 8)]:
+        journal.append(e)
+    assert sorted(journal.plates()) == ["A812CDE", "AB12CDE", "QR56STU", "XY34ZZZ"]
+    assert seqs(journal.search()) == [5, 4, 3, 2, 1]
+    assert seqs(journal.search(limit=2)) == [5, 4] and seqs(journal.search(before_seq=4, limit=2)) == [3, 2]
+    assert seqs(journal.search(["AB12CDE", "A812CDE"])) == [4, 3, 1] and journal.search([]) == []
+    assert seqs(journal.search(camera="yard")) == [5, 2] and journal.search(camera="nope") == []
+    assert seqs(journal.search(since="2026-03-02T08:00:00.000Z", until="2026-03-03")) == [4, 3]
+    assert seqs(journal.search(["AB12CDE"], "gate", "2026-03-01T09", None, 3, 10)) == []
+    assert seqs(journal.search(["AB12CDE"], "gate", "2026-03-01", None, 10, 10)) == [3, 1]
+
+
+def test_a_journal_written_before_images_is_read_as_one_without_them(tmp_path):
+    path = tmp_path / "events.db"
+    with sqlite3.connect(path) as db:  # the layout of the first journals: no images, no JSON indexes
+        db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, time REAL NOT NULL, camera_id TEXT NOT NULL, "
+                   "json TEXT NOT NULL)")
+        db.execute("INSERT INTO events VALUES (1, 0, 'gate', ?)", (json.dumps(seen_event(1, "gate", "AB12CDE", 1, 8)),))
+    db.close()
+    reader = JournalReader(path)
+    assert seqs(reader.search(["AB12CDE"])) == [1] and reader.image(f"{1:032x}", "crop") is None
+    assert reader.image_names([f"{1:032x}"]) == {}
+    reader.close()
+    j = Journal(path)  # the writer adds what is missing, and keeps the events
+    j.append(seen_event(2, "gate", "AB12CDE", 1, 9), {"crop": b"\xff\xd8"})
+    assert seqs(j.search(["AB12CDE"])) == [2, 1] and j.image(f"{2:032x}", "crop") == b"\xff\xd8"
+    j.close()
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ("AB12CDE", "AB12CDE", 0.0), ("ab-12 cde", "AB12CDE", 0.0),  # compared as published
+    ("ABC123", "A8C123", 0.5), ("O0DQ", "0DQO", 2.0), ("I1T", "1TI", 1.5), ("S5Z2G6", "5S2Z6G", 3.0),
+    ("ABD123", "AB0I23", 1.0), ("ABC123", "ABC12", 1.0), ("ABC123", "XBC123", 1.0), ("AB", "BA", 2.0),
+    ("", "AB", 2.0), ("AB12CDE", "XY34ZZZ", 7.0)])
+def test_plate_distance_counts_confusable_characters_half(a, b, expected):
+    assert distance(a, b) == expected == distance(b, a)
+
+
+plate_texts = st.text(alphabet="ABDGIOQSTZ0125678X", max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plate_texts, plate_texts, plate_texts)
+def test_plate_distance_is_a_metric(a, b, c):
+    assert (distance(a, b) == 0) == (a == b)
+    assert distance(a, b) == distance(b, a) <= max(len(a), len(b))
+    assert distance(a, c) <= distance(a, b) + distance(b, c)
+
+
+def test_near_finds_the_plates_within_a_distance():
+    plates = ["AB12CDE", "A812CDE", "AB12CD", "XY34ZZZ", "AB12CDEFG"]
+    assert near("a8i2-cde", plates, 1) == {"AB12CDE": 1.0, "A812CDE": 0.5}
+    assert near("AB12CDE", plates, 0) == {"AB12CDE": 0.0}
+    assert near("AB12CDE", plates, 2) == {"AB12CDE": 0.0, "A812CDE": 0.5, "AB12CD": 1.0, "AB12CDEFG": 2.0}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -118,6 +119,10 @@ def test_one_correct_event_per_car_in_order(video, tmp_path):
     assert received == journal  # the --jsonl file holds exactly what was published
     cap = cv2.VideoCapture(str(annotated))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
+    import av
+    with av.open(str(annotated)) as saved:  # what browsers play: H.264 in yuv420p
+        stream = saved.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
 
 
 def test_detecting_every_third_frame_once_read_keeps_every_event(video, tmp_path):
@@ -310,6 +315,17 @@ def test_a_second_signal_or_a_drain_past_the_bound_exits_at_once_non_zero(tmp_pa
     assert proc.wait(timeout=5) == 128 + signal.SIGINT and time.monotonic() - sent < 2
     assert "SIGINT again" in proc.stderr.read()
 
+    # the same signal twice at once (sent to the process group) is one request: still draining
+    proc = _stuck_child(60, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "stopping"
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1.3)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)  # past the grace: a second request
+    assert proc.wait(timeout=5) == 128 + signal.SIGTERM
+    assert "SIGTERM again within" in proc.stderr.read()
+
     proc = _stuck_child(0.5, tmp_path)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 1
@@ -387,3 +403,59 @@ def test_a_plate_the_detector_is_unsure_of_counts_in_a_still_once_it_reads_as_on
                        env=offline_env(tmp_path / "net.log"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert {"BK01XKH", "988S59"} <= {json.loads(line)["plate"] for line in jsonl.read_text().splitlines()}
+
+
+def test_piped_stdout_is_json_events_alone_and_a_terminal_gets_readable_lines(video, tmp_path):
+    path, truth = video
+    cfg = _config(tmp_path, "console", "tcp://127.0.0.1:*", level="INFO")
+    cmd = [sys.executable, "run_stream.py", "--source", str(path), "--config", str(cfg)]
+    piped = subprocess.run(cmd, cwd=ROOT, env=offline_env(tmp_path / "net.log"), capture_output=True, text=True,
+                           timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    events = [json.loads(line) for line in piped.stdout.splitlines()]  # every line an event, nothing else
+    assert sorted(e["plate"] for e in events) == sorted(c.plate for c in truth)
+    assert '"type"' not in piped.stderr and not re.search(r"event \d+: plate", piped.stderr)  # printed once
+
+    import pty
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=offline_env(tmp_path / "net2.log"), stdout=follower,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=300)
+    os.close(leader)
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0 and len(lines) == len(truth)
+    for line, e in zip(lines, sorted(events, key=lambda e: e["seq"])):
+        assert not line.startswith("{") and e["plate"] in line and f"track {e['track_id']}" in line, line
+
+
+def test_a_second_instance_on_the_same_ports_and_a_jsonl_without_its_folder_are_one_line(video, tmp_path):
+    path, _ = video
+    port = _free_port()
+    taken = zmq.Context.instance().socket(zmq.PUB)
+    taken.bind(f"tcp://127.0.0.1:{port}")  # the first instance
+    try:
+        cfg = _config(tmp_path, "second", f"tcp://127.0.0.1:{port}")
+        r = subprocess.run([sys.executable, "run_stream.py", "--source", str(path), "--config", str(cfg)], cwd=ROOT,
+                           env=offline_env(tmp_path / "net.log"), capture_output=True, text=True, timeout=300)
+    finally:
+        taken.close(linger=0)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines()[-1] == (f"error: publisher.endpoint: cannot publish on tcp://127.0.0.1:{port}: "
+                                         "Address already in use")
+    cfg = _config(tmp_path, "jsonl", "tcp://127.0.0.1:*")
+    r = subprocess.run([sys.executable, "run_stream.py", "--source", str(path), "--config", str(cfg),
+                        "--jsonl", str(tmp_path / "missing" / "e.jsonl")], cwd=ROOT,
+                       env=offline_env(tmp_path / "net.log"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == (f"error: cannot write events to {tmp_path / 'missing' / 'e.jsonl'}: "
+                                         f"no folder {tmp_path / 'missing'}")

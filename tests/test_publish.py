@@ -31,7 +31,7 @@ REPLAY = Clock(epoch=1_700_000_000.0)  # 2023-11-14T22:13:20Z
 WAIT_MS = 5000
 KEYS = {"type", "schema_version", "event_id", "seq", "camera_id", "track_id", "plate", "region", "country",
         "country_confidence", "subdivision", "subdivision_confidence", "confidence", "char_confidences", "candidates",
-        "box", "first_seen", "last_seen", "reads", "captured", "direction"}
+        "box", "first_seen", "last_seen", "reads", "captured", "direction", "match", "alert"}
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 

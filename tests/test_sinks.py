@@ -64,7 +64,8 @@ def wait_until(condition, seconds: float = WAIT_S) -> bool:
 
 def sink_metrics(sinks: list[Sink]) -> str:
     """The Prometheus text the metrics server would serve for these sinks (no pipeline)."""
-    pipeline = SimpleNamespace(captures=[], processed={}, detections={}, events_by={}, sinks=sinks)
+    pipeline = SimpleNamespace(captures=[], stats=SimpleNamespace(processed={}, detections={}, events_by={}),
+                               sinks=sinks)
     return generate_latest(PipelineMetrics(pipeline).registry).decode()
 
 

@@ -212,4 +212,5 @@ def test_the_direction_of_travel_follows_the_plate_box():
     assert direction(plate, (0.0, 100.0, 60.0, 120.0)) == Direction("crossing", 180.0)
     assert direction(plate, (90.0, 110.0, 180.0, 140.0)).motion == "approaching"  # grew a half
     assert direction(plate, (110.0, 95.0, 150.0, 108.0)).motion == "receding"
+    assert direction(plate, (300.0, 100.0, 330.0, 120.0)).motion == "crossing"  # half hidden: not receding
     assert direction(plate, (105.0, 101.0, 165.0, 121.0)) == Direction("stationary", None)

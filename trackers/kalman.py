@@ -55,10 +55,14 @@ class Direction:
     angle: float | None
 
 
-# Direction of travel: a plate whose width changed by more than this share between the first
-# and the latest box of its track came closer or went away; else one whose centre moved more than
-# CROSSING_WIDTHS of its width crossed the view; else it stood.
-GREW = 0.15
+# Direction of travel: a plate whose height changed by more than GREW between the first and
+# the latest whole box of its track came closer or went away (height, not width: a pole in
+# front cuts a plate's width, seldom its height), unless it moved more than ACROSS_WIDTHS of
+# its width sideways meanwhile (a box's height jitters by a few pixels: a small plate crossing
+# the view can seem to grow); else one whose centre moved more than CROSSING_WIDTHS of its
+# width crossed the view; else it stood.
+GREW = 0.25
+ACROSS_WIDTHS = 2.0
 CROSSING_WIDTHS = 0.5
 
 
@@ -66,10 +70,12 @@ def direction(first: Box, last: Box) -> Direction:
     """The direction from a track's `first` box to its `last`."""
     (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = first, last
     dx, dy = (bx1 + bx2 - ax1 - ax2) / 2, (by1 + by2 - ay1 - ay2) / 2
-    wa, wb = max(ax2 - ax1, 1e-6), max(bx2 - bx1, 1e-6)
-    moved = math.hypot(dx, dy) > CROSSING_WIDTHS * max(wa, wb)
-    motion = ("approaching" if wb > (1 + GREW) * wa else "receding" if wa > (1 + GREW) * wb
-              else "crossing" if moved else "stationary")
+    ha, hb = max(ay2 - ay1, 1e-6), max(by2 - by1, 1e-6)
+    width = max(ax2 - ax1, bx2 - bx1)
+    across = abs(dx) > ACROSS_WIDTHS * width
+    motion = ("approaching" if hb > (1 + GREW) * ha and not across else
+              "receding" if ha > (1 + GREW) * hb and not across else
+              "crossing" if math.hypot(dx, dy) > CROSSING_WIDTHS * width else "stationary")
     angle = None if motion == "stationary" else round(math.degrees(math.atan2(-dy, dx)) % 360, 1)
     return Direction(motion, angle)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.images import VideoWriter
 from models.synth.camera import degrade
 from models.synth.plates import render_plate
 from models.synth.scenes import draw_car, paste_warped, street_background
@@ -76,7 +77,7 @@ def render_video(path: Path | str, seed: int = 0, cars: int = 4, seconds: float 
         cv2.rectangle(img, (pole_x - 25, 0), (pole_x + 25, H), (90, 90, 95), -1)  # the occluding pole
         img = np.clip(img.astype(np.int16) + rng.normal(0, 3, img.shape).astype(np.int16), 0, 255).astype(np.uint8)
         writer.write(img)
-    writer.release()
+    writer.close()
     return [VideoCar(plan[i][0].text, fr[0], fr[-1], "right" if plan[i][3] > 0 else "left")
             for i, fr in sorted(seen.items())]
 
@@ -101,15 +102,12 @@ def render_gate_video(path: Path | str, seed: int = 0, seconds: float = 5.0, fps
         draw_car(np.random.default_rng(car_seed), img, cx, cy - plate_w * 0.1, plate_w * 3.6)
         paste_warped(img, plate.image, _upright(plate.image, cx, cy, plate_w))
         writer.write(degrade(np.random.default_rng([seed, f]), img, scale=2.0, severity=0.5))
-    writer.release()
+    writer.close()
     return [VideoCar(plate.text, 0, n - 1)]
 
 
-def _writer(path: Path | str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise OSError(f"cannot write video {path}")
-    return writer
+def _writer(path: Path | str, fps: float, size: tuple[int, int]) -> VideoWriter:
+    return VideoWriter(path, fps, size)
 
 
 def _upright(plate: np.ndarray, cx: float, cy: float, plate_w: float) -> np.ndarray:

@@ -37,3 +37,20 @@ function row(cells, tag = "td") {
   }
   return tr;
 }
+
+// The page's status line (#health): each camera's state and frame rate from /health (open,
+// no key), every 5 s; red, with the reasons, while one is down.
+async function showHealth() {
+  const line = document.getElementById("health");
+  try {
+    const health = await (await fetch("/health")).json(); // 503 also has the body
+    const cameras = Object.entries(health.cameras).map(([id, c]) =>
+      `${id}: ${c.state}${c.state === "streaming" ? `, ${c.fps} fps` : ""}${!c.ok && c.last_error ? ` (${c.last_error})` : ""}`);
+    line.textContent = [health.error, ...cameras].filter(Boolean).join(" · ");
+    line.classList.toggle("error", !health.ok);
+  } catch (e) {
+    line.textContent = "the server does not answer";
+    line.classList.add("error");
+  }
+  setTimeout(showHealth, 5000);
+}

@@ -32,4 +32,5 @@ document.getElementById("camera").textContent = camera;
 document.title = `ALPR: ${camera}`;
 keyField(showStream);
 showStream();
+showHealth();
 poll();

@@ -96,6 +96,7 @@ async function read(file) {
 }
 
 keyField();
+showHealth();
 showCameras().catch((e) => say(e.message, true));
 $("file").addEventListener("change", () => { if ($("file").files.length) read($("file").files[0]); });
 const drop = $("drop");
