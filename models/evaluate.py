@@ -216,7 +216,7 @@ def evaluate(root: Path, predictions: Path | None, min_confidence: float, device
                 elapsed += time.perf_counter() - t0
                 for _, plate, label in truth:
                     score.add_crop(plate, p.text, label, predicted_issuer(p.issuer))
-                record = {"file": file, "text": p.text, "guess": p.guess, "confidence": round(p.confidence, 4)}
+                record = {"file": file, "text": p.text, "confidence": round(p.confidence, 4)}
             if out:
                 out.write(json.dumps(record) + "\n")
     finally:

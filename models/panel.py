@@ -256,23 +256,22 @@ def reliability(pairs: list[tuple[float, bool]]) -> list[dict]:
 def run_read_panel(peer: bool) -> dict[str, dict[str, dict]]:
     """{column: {set: {"read": share}}}, with a `mean` row per column; and the combined
     reader's reliability on the crop sets (`reliability`), under "reliability"."""
-    import tempfile
-
     from models.evaluate import evaluate, load_dataset
+    from models.reader import PlateReader
 
     columns = {"ours alone": False, "ours + PP-OCRv4": True}
     table: dict[str, dict[str, dict]] = {c: {} for c in [*columns, *(["peer (PP-OCRv4)"] if peer else [])]}
     stills = {"eval-ucsd": SHARED / "eval-ucsd"} if (SHARED / "eval-ucsd" / "labels.csv").is_file() else {}
     confidences: dict[str, list[tuple[float, bool]]] = {c: [] for c in columns}
+    readers = {column: PlateReader(device="cpu", detect=False, second_reader=second) for column, second in columns.items()}
     for name, root in {**stills, **_crop_sets()}.items():
         for column, second in columns.items():
-            with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as out:
-                r = evaluate(root, Path(out.name), 0.5, "cpu", second_reader=second)
-                if name not in stills:  # a crop's confidence against whether its best guess is right
-                    truth = {f: rows[0][1] for f, rows in load_dataset(root).labels.items()}
-                    confidences[column] += [(x["confidence"], x["guess"] == truth[x["file"]])
-                                            for x in map(json.loads, out)]
+            r = evaluate(root, None, 0.5, "cpu", second_reader=second)
             table[column][name] = {"read": r["exact_read_rate"]}
+            if name not in stills:  # each crop's confidence, against whether its best guess is right
+                for file, rows in load_dataset(root).labels.items():
+                    p = readers[column].read_crops([cv2.imread(str(root / "images" / file))])[0]
+                    confidences[column].append((p.confidence, p.guess == rows[0][1]))
         if peer:
             table["peer (PP-OCRv4)"][name] = {"read": round(_peer_stills(root) if name in stills
                                                              else _peer_crops(root), 4)}

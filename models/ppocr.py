@@ -23,6 +23,7 @@ PACKAGE = "rapidocr-onnxruntime==1.4.4"
 MODEL = "models/ch_PP-OCRv4_rec_infer.onnx"
 MD5 = "8e4817a3f31c8be29d3b25393eb1b579"
 INPUT_H = 48  # its training height; width follows the crop's aspect, up to MAX_W
+PAD_W = 320  # narrower inputs are padded to this width (blank to the network), as rapidocr does
 MAX_W = 640
 
 
@@ -66,17 +67,20 @@ class PPOCRRecognizer:
 
     def probabilities(self, crops: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Per crop, its (frames, 1 + len(charset)) probabilities."""
-        # Batched by width, as PP-OCR pads each batch to its widest crop (padding reads as blank).
-        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(1, crops[i].shape[0]))
+        # Each crop keeps its aspect at INPUT_H and is padded to PAD_W (as rapidocr pads), or to
+        # its own width past that: batched by padded width, a crop reads the same in any batch.
+        widths = [max(INPUT_H, min(MAX_W, int(np.ceil(INPUT_H * c.shape[1] / max(1, c.shape[0]))))) for c in crops]
+        groups: dict[int, list[int]] = {}
+        for i, w in enumerate(widths):
+            groups.setdefault(max(PAD_W, w), []).append(i)
         out: list[np.ndarray] = [np.empty(0)] * len(crops)
-        for k in range(0, len(order), batch_size):
-            batch = order[k:k + batch_size]
-            widths = [max(INPUT_H, min(MAX_W, int(np.ceil(INPUT_H * crops[i].shape[1] / max(1, crops[i].shape[0])))))
-                      for i in batch]
-            x = np.zeros((len(batch), 3, INPUT_H, max(widths)), np.float32)
-            for j, (i, w) in enumerate(zip(batch, widths)):
-                x[j, :, :, :w] = cv2.resize(crops[i], (w, INPUT_H)).transpose(2, 0, 1) / 127.5 - 1
-            probs = self.session.run(None, {self.session.get_inputs()[0].name: x})[0] @ self.fold
-            for j, i in enumerate(batch):
-                out[i] = probs[j]
+        for padded, members in groups.items():
+            for k in range(0, len(members), batch_size):
+                batch = members[k:k + batch_size]
+                x = np.zeros((len(batch), 3, INPUT_H, padded), np.float32)
+                for j, i in enumerate(batch):
+                    x[j, :, :, :widths[i]] = cv2.resize(crops[i], (widths[i], INPUT_H)).transpose(2, 0, 1) / 127.5 - 1
+                probs = self.session.run(None, {self.session.get_inputs()[0].name: x})[0] @ self.fold
+                for j, i in enumerate(batch):
+                    out[i] = probs[j]
         return out
