@@ -63,8 +63,11 @@ class VideoWriter:
         import av
         from fractions import Fraction
 
+        if not Path(path).parent.is_dir():  # FFmpeg would find out at the first frame
+            raise OSError(f"cannot write video {path}: no folder {Path(path).parent}")
         try:
-            self._out = av.open(str(path), "w", options={"movflags": "+faststart"})
+            mp4 = Path(path).suffix.lower() in (".mp4", ".mov", ".m4v")
+            self._out = av.open(str(path), "w", options={"movflags": "+faststart"} if mp4 else {})
         except (OSError, av.FFmpegError, ValueError) as e:
             raise OSError(f"cannot write video {path}: {e}") from None
         self._stream = self._out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))

@@ -73,5 +73,6 @@ class PlateDecision:
     issuer: Issuer = field(default_factory=Issuer)  # read once per decision, on its crop
     captured: tuple[float, int] | None = None  # (timestamp, frame index) of the read that won the vote
     direction: Direction | None = None
+    last_box: Box | None = None  # of the track's latest read (with its first whole box: the direction)
     match: Match | None = None  # the watchlist entry it matched
     vehicle: np.ndarray | None = field(default=None, repr=False)  # around the vehicle, same frame as crop

@@ -163,9 +163,11 @@ def _in_roi(box, roi) -> bool:
 def _check_video_path(path: Path) -> None:
     """Fail before the run, not after it: a video that cannot be written at this path."""
     try:
-        VideoWriter(path, 15.0, (64, 48)).close()
+        probe = VideoWriter(path, 15.0, (64, 48))
+        probe.write(np.zeros((48, 64, 3), np.uint8))
+        probe.close()
     except OSError:
-        raise ValueError(f"cannot write a video to {path} (give an .mp4 path in an existing folder)") from None
+        raise ValueError(f"cannot write a video to {path} (give an .mp4 or .avi path in an existing folder)") from None
     finally:
         path.unlink(missing_ok=True)
 
@@ -235,14 +237,17 @@ class Pipeline:
         self._detect_every = {c.id: 1 if c.id in self._stills else config.detector.detect_every for c in config.cameras}
         self.decided: set[tuple[str, int]] = set()  # written by the read thread, read by detect
         self.plates: dict[tuple[str, int], str] = {}  # decided text per track, for annotation
-        # (camera, track) -> its first and latest detected box, written by detect, read by read
-        self.paths: dict[tuple[str, int], tuple[tuple, tuple]] = {}
+        # (camera, track) -> its first whole detected box, written by detect, read by read
+        self.first_box: dict[tuple[str, int], tuple] = {}
         # Latency: from the capture of the first frame whose read already gave the plate's
         # final text (the plate became legible) to the event's publication.
         self.first_read: dict[tuple[str, int], dict[str, float]] = {}
         # Seconds spent per stage since start; each is written by one thread only (bench figures).
         self.stats = PipelineStats([c.id for c in config.cameras])
         self.failure: StageFailed | None = None  # the first stage that raised
+        # jobs queued by the detect thread and voted by the read thread (replays wait on them)
+        self.jobs_queued = self.jobs_read = 0
+        self._read_done = threading.Condition()
         self._started = self._health_at = time.monotonic()  # uptime; the last health messages
         self._health_counts: dict[str, tuple[int, int]] = {}  # camera -> (frames in, processed) then
         self._writer: VideoWriter | None = None
@@ -309,6 +314,7 @@ class Pipeline:
         while True:
             try:
                 self.read_queue.put(job, timeout=0.2)
+                self.jobs_queued += job is not None
                 return
             except queue.Full:
                 if self.failure is not None:
@@ -317,8 +323,14 @@ class Pipeline:
     def _detect_now(self, cam: str) -> bool:
         """Whether this camera's next frame goes through the detector (`detector.detect_every`)."""
         skipped = self._skipped[cam]
-        if (skipped + 1 >= self._detect_every[cam]
-                or any((cam, tid) not in self.decided for tid in self.trackers[cam].live_ids())):
+        unread = lambda: any((cam, tid) not in self.decided for tid in self.trackers[cam].live_ids())  # noqa: E731
+        # Whether a plate is read yet is the read thread's to say. A replay waits for its word,
+        # so that the same file gives the same frames detected, tracks and events every time;
+        # a live camera takes what is known (its frames would otherwise queue).
+        if skipped + 1 < self._detect_every[cam] and unread() and not self._capture[cam].live:
+            with self._read_done:
+                self._read_done.wait_for(lambda: self.jobs_read == self.jobs_queued or self.failure, timeout=5)
+        if skipped + 1 >= self._detect_every[cam] or unread():
             self._skipped[cam] = 0
             return True
         self._skipped[cam] = skipped + 1
@@ -350,8 +362,8 @@ class Pipeline:
             # A plate cut by the frame edge reads as a confident partial text: wait for all of it.
             if not t.matched or x1 < EDGE or y1 < EDGE or x2 > w - EDGE or y2 > h - EDGE:
                 continue
-            # the track's first and latest whole box: its direction of travel
-            self.paths[(cam, t.track_id)] = (self.paths.get((cam, t.track_id), (t.box,))[0], t.box)
+            # the track's first whole box: with its latest read's, its direction of travel
+            self.first_box.setdefault((cam, t.track_id), t.box)
             state = self.track_state.setdefault((cam, t.track_id), _TrackState())
             # A plate sliding out from behind something (or into it) changes width from frame
             # to frame and reads as a confident part of itself: read it once its width holds.
@@ -396,6 +408,9 @@ class Pipeline:
                 reads = iter(self.recognizer.read(crops, self.config.ocr.batch_size) if crops else [])
             for job in jobs:
                 self._vote(job, [(t, c, next(reads)) for t, c in job.to_read])
+            with self._read_done:
+                self.jobs_read += len(jobs)
+                self._read_done.notify_all()
 
     def _vote(self, job: ReadJob, reads) -> None:
         f = job.frame
@@ -439,7 +454,7 @@ class Pipeline:
                 d = voter.end_track(tid)
             if d:
                 self._publish(d)
-            self.paths.pop((f.camera_id, tid), None)
+            self.first_box.pop((f.camera_id, tid), None)
             self.decided.discard((f.camera_id, tid))
             self.first_read.pop((f.camera_id, tid), None)
             self.plates.pop((f.camera_id, tid), None)
@@ -470,8 +485,10 @@ class Pipeline:
         if d.crop is not None:  # once per decision, on the crop it was read from
             with self._timed("publish"):
                 d = dataclasses.replace(d, issuer=self.recognizer.issuers([d.crop], [d.plate])[0])
-        if path := self.paths.get((d.camera_id, d.track_id)):
-            d = dataclasses.replace(d, direction=direction(*path))
+        # from boxes of frames the decision has seen, not the detect thread's latest: replay
+        # gives the same events however the threads interleave
+        if (first := self.first_box.get((d.camera_id, d.track_id))) and d.last_box:
+            d = dataclasses.replace(d, direction=direction(first, d.last_box))
         wanted = self._direction[d.camera_id]
         if wanted and d.direction and d.direction.motion not in (wanted, "stationary"):
             log.debug("not published: %s track %d (%s) moves %s", d.plate, d.track_id, d.camera_id, d.direction.motion)

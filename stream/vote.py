@@ -91,6 +91,7 @@ class _Track:
     reads: list[PlateRead]  # most confident first, at most max_reads_per_track
     first_seen: tuple[float, int]
     last_seen: tuple[float, int]
+    last_box: tuple[float, float, float, float]  # of the latest read: where the plate has got to
     plate: str | None = None  # what the track was settled as: published by it, or a duplicate
     published: bool = False  # whether this track's own decision published `plate`
 
@@ -119,7 +120,9 @@ class PlateVoter:
             return None
         cfg = self.config
         at = (read.timestamp, read.frame_index)
-        track = self._tracks.setdefault(read.track_id, _Track([], at, at))
+        track = self._tracks.setdefault(read.track_id, _Track([], at, at, read.box))
+        if at >= track.last_seen:
+            track.last_box = read.box
         track.first_seen, track.last_seen = min(track.first_seen, at), max(track.last_seen, at)
         bisect.insort(track.reads, read, key=lambda r: -r.confidence)
         del track.reads[cfg.max_reads_per_track:]
@@ -207,4 +210,4 @@ class PlateVoter:
             char_confidences=v.char_confidences, candidates=v.candidates, reads=len(track.reads),
             first_seen=track.first_seen, last_seen=track.last_seen, box=best.box,
             correction_of=correction_of, crop=best.crop, captured=(best.timestamp, best.frame_index),
-            vehicle=best.vehicle)
+            vehicle=best.vehicle, last_box=track.last_box)
