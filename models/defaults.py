@@ -7,8 +7,16 @@ IMGSZ = 512  # detector input size: best validation mAP of 384 (training size), 
 # Minimum detection confidence: on the real validation frames 0.4 halved the boxes that
 # match no plate (48 -> 24 of 107 frames) for 1 of 131 plates missed.
 MIN_CONFIDENCE = 0.4
+ROOT = Path(__file__).resolve().parent.parent
 OCR_DIR = Path(__file__).parent / "ocr"
 NETWORK = "alpr_crnn"  # the OCR network's name in EasyOCR's custom-model layout
+
+
+def project_path(path: Path | str) -> Path:
+    """A weights path as given, or a relative one under the project's folder (so that a config
+    naming models/... works from any working directory)."""
+    path = Path(path)
+    return path if path.is_absolute() else ROOT / path
 
 
 def resolve_device(device: str) -> str:

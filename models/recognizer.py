@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from models.defaults import NETWORK, OCR_DIR, resolve_device
+from models.defaults import NETWORK, OCR_DIR, project_path, resolve_device
 from models.errors import ModelError
 from models.formats import DIGITS, FORMATS, LETTERS, LOOKALIKES, PlateFormat, match_family
 from models.issuer import Issuer, read_issuers
@@ -35,6 +35,10 @@ CHARSET = yaml.safe_load((OCR_DIR / f"{NETWORK}.yaml").read_text())["character_l
 # A format-consistent reading is preferred unless the unconstrained one is this many
 # times likelier: vanity plates still read as printed.
 FORMAT_PRIOR = 20.0
+# The second reader costs ten times ours per crop on CPU: a crop ours reads at this confidence
+# as a plate of a known format is not read again. On the reading panel's crop sets that
+# changed no set's exact reads by more than 0.4 points and spared 31-80 % of second reads.
+SURE_ALONE = 0.95
 
 
 @dataclass
@@ -205,7 +209,7 @@ class PlateRecognizer:
 
         self.second = PPOCRRecognizer(CHARSET) if second_reader else None
 
-        weights = Path(weights)
+        weights = project_path(weights)
         if not weights.is_file():
             raise ModelError(f"OCR weights not found: {weights}")
         device = resolve_device(device)
@@ -243,9 +247,10 @@ class PlateRecognizer:
                 logits = self.net(x.to(self.device)).float()
             probs = logits.softmax(2).cpu().numpy()
             out += [decode(p, self.formats) for p in probs]
-        if self.second is not None:
-            out = [combine(a, decode(p, self.formats), self.formats)
-                   for a, p in zip(out, self.second.probabilities(crops))]
+        if self.second is not None:  # where ours is not already sure of a plate (SURE_ALONE)
+            unsure = [i for i, a in enumerate(out) if not (a.confidence >= SURE_ALONE and a.region)]
+            for i, p in zip(unsure, self.second.probabilities([crops[i] for i in unsure])):
+                out[i] = combine(out[i], decode(p, self.formats), self.formats)
         return out
 
     def issuers(self, crops: list[np.ndarray], texts: list[str]) -> list[Issuer]:

@@ -556,6 +556,13 @@ def create_app(config: Config) -> FastAPI:
         plates = reader.read(_decode_image(file.file.read(), file.filename))
         return {"plates": [p.to_json() for p in plates]}
 
+    @router.post("/watchlists/reload", summary="Read the watchlists' files again (as SIGHUP does)")
+    def reload_watchlists() -> dict:
+        if live is None:
+            raise HTTPException(404, "no cameras configured: no watchlists are in use")
+        live.pipeline.watchlists.reload()
+        return {"reloaded": [w.name for w in config.watchlists]}
+
     @router.post("/upload", status_code=202, response_model=Submitted, summary="Queue an image or a video")
     def upload(file: UploadFile) -> dict:
         kind, suffix = _upload_kind(file.filename)

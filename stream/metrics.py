@@ -8,6 +8,7 @@ hot path counts nothing twice; the event latency histogram is observed as events
     alpr_frames_dropped_total{camera}    live frames dropped because processing was behind
     alpr_detections_total{camera}        plate boxes detected (inside the camera's ROI)
     alpr_events_total{camera,type}       events published (type: plate | correction)
+    alpr_rejected_reads_total{camera,reason}  OCR reads not voted: illegible | unsure
     alpr_reconnects_total{camera}        connection attempts after the first
     alpr_camera_streaming{camera}        1 while frames arrive, else 0
     alpr_queue_depth{camera}             frames waiting for the detector
@@ -74,6 +75,11 @@ class PipelineMetrics(Collector):
             for kind in ("plate", "correction"):
                 events.add_metric([c.camera_id, kind], p.stats.events_by.get((c.camera_id, kind), 0))
         yield events
+        rejected = CounterMetricFamily("alpr_rejected_reads", "OCR reads not voted, by reason", labels=["camera", "reason"])
+        for c in p.captures:
+            for reason in ("illegible", "unsure"):
+                rejected.add_metric([c.camera_id, reason], p.stats.rejected.get((c.camera_id, reason), 0))
+        yield rejected
         sinks = CounterMetricFamily("alpr_sink_events", "Events per sink and outcome", labels=["sink", "outcome"])
         for s in p.sinks:
             for outcome in ("delivered", "failed", "dropped", "undelivered"):

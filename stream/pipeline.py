@@ -433,7 +433,8 @@ class Pipeline:
             if track.matched:
                 voter.still_seen(track.track_id, f.timestamp)
         for track, crop, r in reads:
-            if r.confidence < self.config.ocr.min_confidence:
+            if not r.text or r.confidence < self.config.ocr.min_confidence:
+                self.stats.reject(f.camera_id, "unsure" if r.text else "illegible")
                 continue
             self.first_read.setdefault((f.camera_id, track.track_id), {}).setdefault(r.text, f.received)
             with self._timed("vote"):

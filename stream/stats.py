@@ -21,6 +21,9 @@ class PipelineStats:
     # seconds from the first frame whose read gave the published plate to its event
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    # (camera, reason) -> OCR reads not voted: "illegible" (nothing read), "unsure" (under
+    # ocr.min_confidence)
+    rejected: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.processed = self.processed or dict.fromkeys(self.cameras, 0)
@@ -31,6 +34,9 @@ class PipelineStats:
         self.events_by[(camera_id, kind)] = self.events_by.get((camera_id, kind), 0) + 1
         if latency is not None:
             self.latencies.append(latency)
+
+    def reject(self, camera_id: str, reason: str) -> None:
+        self.rejected[(camera_id, reason)] = self.rejected.get((camera_id, reason), 0) + 1
 
     def summary(self, dropped: int) -> dict:
         """The figures `Pipeline.run` returns (and logs), with the frames the captures dropped."""

@@ -231,7 +231,7 @@ def test_the_openapi_schema_describes_every_endpoint(base):
         "/read": {"post"}, "/upload": {"post"}, "/extract/{job_id}": {"get"}, "/extract/{job_id}/image": {"get"},
         "/live/{camera_id}/stream.mjpg": {"get"}, "/live/{camera_id}/plates": {"get"}, "/info": {"get"},
         "/health": {"get"}, "/events": {"get"}, "/events.csv": {"get"}, "/events/{event_id}/crop.jpg": {"get"},
-        "/events/{event_id}/vehicle.jpg": {"get"}}
+        "/events/{event_id}/vehicle.jpg": {"get"}, "/watchlists/reload": {"post"}}
     assert set(schema["components"]["schemas"]["Plate"]["properties"]) == {
         "text", "confidence", "char_confidences", "box", "detection_confidence", "region", "guess", "country",
         "country_confidence", "subdivision", "subdivision_confidence"}

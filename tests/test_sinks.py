@@ -64,7 +64,7 @@ def wait_until(condition, seconds: float = WAIT_S) -> bool:
 
 def sink_metrics(sinks: list[Sink]) -> str:
     """The Prometheus text the metrics server would serve for these sinks (no pipeline)."""
-    pipeline = SimpleNamespace(captures=[], stats=SimpleNamespace(processed={}, detections={}, events_by={}),
+    pipeline = SimpleNamespace(captures=[], stats=SimpleNamespace(processed={}, detections={}, events_by={}, rejected={}),
                                sinks=sinks)
     return generate_latest(PipelineMetrics(pipeline).registry).decode()
 
@@ -393,6 +393,8 @@ def test_a_run_feeds_every_sink_and_its_metrics_change(tmp_path, webhook_server)
     last = samples[-1]
     assert last['alpr_frames_read_total{camera="cam0"}'] >= processed[-1]
     assert last['alpr_detections_total{camera="cam0"}'] > 0
+    assert {'alpr_rejected_reads_total{camera="cam0",reason="illegible"}',
+            'alpr_rejected_reads_total{camera="cam0",reason="unsure"}'} <= set(last)
     assert "alpr_event_latency_seconds_count" in last and 'alpr_queue_depth{camera="cam0"}' in last
     published = [json.loads(line) for line in (tmp_path / "published.jsonl").read_text().splitlines()]
     # One event per car; what the plates read is test_pipeline's subject, not the sinks'.
