@@ -154,9 +154,9 @@ class OcrConfig:
     min_confidence: float = 0.2  # reads below this are not voted (too unsure to help)
     crop_margin: float = 0.06  # padding around the detector box, share of its size per side
     batch_size: int = 32
-    # Also read every crop with PP-OCRv4, a pretrained general text recognizer, and combine the
-    # two reads (models.recognizer.combine): plates in typefaces our network never saw read far
-    # better. Off: about 5 ms less per crop on CPU.
+    # Also read with PP-OCRv4, a pretrained general text recognizer, every crop ours is not
+    # sure of, and combine the two reads (models.recognizer.combine): plates in typefaces our
+    # network never saw read far better. It costs about 18 ms per crop so read on a 2-core CPU.
     second_reader: bool = True
 
     def validate(self, path: str) -> None:  # path: the key prefix, e.g. "cameras[0]."
