@@ -12,9 +12,11 @@ OCR_DIR = Path(__file__).parent / "ocr"
 NETWORK = "alpr_crnn"  # the OCR network's name in EasyOCR's custom-model layout
 
 
-def project_path(path: Path | str) -> Path:
-    """A weights path as given, or a relative one under the project's folder (so that a config
-    naming models/... works from any working directory)."""
+def project_path(path: Path | str) -> Path | str:
+    """A weights path from the configuration as given (`auto` too), or a relative one under
+    the project's folder (so that a config naming models/... works from any working directory)."""
+    if str(path) == "auto":
+        return "auto"
     path = Path(path)
     return path if path.is_absolute() else ROOT / path
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.defaults import IMGSZ, MIN_CONFIDENCE, ROOT, project_path, resolve_device
+from models.defaults import IMGSZ, MIN_CONFIDENCE, ROOT, resolve_device
 from models.errors import ModelError
 from models.images import letterbox
 
@@ -108,7 +108,7 @@ def resolve_weights(weights: Path | str, device: str, imgsz: int = IMGSZ, half: 
     """The weights file to load: `weights` itself, or for `auto` the fastest shipped runtime
     on `device` (module docstring; the engine is fp16, so not when `half` is off)."""
     if str(weights) != "auto":
-        return project_path(weights)
+        return Path(weights)
     if device.startswith("cuda"):
         return (_tensorrt_engine(imgsz, device) if half else None) or DEFAULT_WEIGHTS
     return ONNX_WEIGHTS if ONNX_WEIGHTS.is_file() else DEFAULT_WEIGHTS

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from models.defaults import NETWORK, OCR_DIR, project_path, resolve_device
+from models.defaults import NETWORK, OCR_DIR, resolve_device
 from models.errors import ModelError
 from models.formats import DIGITS, FORMATS, LETTERS, LOOKALIKES, PlateFormat, match_family
 from models.issuer import Issuer, read_issuers
@@ -209,7 +209,7 @@ class PlateRecognizer:
 
         self.second = PPOCRRecognizer(CHARSET) if second_reader else None
 
-        weights = project_path(weights)
+        weights = Path(weights)
         if not weights.is_file():
             raise ModelError(f"OCR weights not found: {weights}")
         device = resolve_device(device)

@@ -51,6 +51,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 
 from config.schema import CameraConfig, Config, ConfigError, JournalConfig, load_config, parse_config
+from models.defaults import project_path
 from models.errors import AlprError
 from models.images import size_problem
 from models.formats import from_regexes
@@ -502,9 +503,10 @@ def create_app(config: Config) -> FastAPI:
     worker and, with cameras configured, the live pipeline. AlprError: the one-line reason it
     cannot start."""
     d, o, api = config.detector, config.ocr, config.api
-    reader = PlateReader(d.weights, o.weights, device=d.device, min_confidence=api.min_confidence,
+    reader = PlateReader(project_path(d.weights), project_path(o.weights),
+                         device=d.device, min_confidence=api.min_confidence,
                          detection_confidence=d.conf, imgsz=d.imgsz, half=d.half,
-                         zoom_out=d.zoom_out)
+                         zoom_out=d.zoom_out, second_reader=o.second_reader)
     reader.recognizer.formats = from_regexes(config.plate_formats)  # decode as the Pipeline does
     reader.detector, reader.recognizer = _OneAtATime(reader.detector), _OneAtATime(reader.recognizer)
     models = Models(reader.detector, reader.recognizer)

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from config.schema import Config
+from models.defaults import project_path
 from models.detector import Detection, PlateDetector
 from models.images import VideoWriter, letterbox
 from models.formats import family_matcher, from_regexes
@@ -200,8 +201,9 @@ class Pipeline:
                        for c in config.cameras}
         d, o = config.detector, config.ocr
         self.models = models or Models(
-            PlateDetector(d.weights, device=d.device, half=d.half, imgsz=d.imgsz, zoom_out=d.zoom_out),
-            PlateRecognizer(o.weights, device=d.device, formats=from_regexes(config.plate_formats),
+            PlateDetector(project_path(d.weights), device=d.device,
+                          half=d.half, imgsz=d.imgsz, zoom_out=d.zoom_out),
+            PlateRecognizer(project_path(o.weights), device=d.device, formats=from_regexes(config.plate_formats),
                             second_reader=o.second_reader))
         self.detector, self.recognizer = self.models.detector, self.models.recognizer
         self.trackers = {c.id: SortTracker(c.id, config.tracker.max_age, config.tracker.min_hits,

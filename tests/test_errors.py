@@ -254,11 +254,12 @@ def test_evaluate_cli_missing_dataset_folder(tmp_path):
     assert len(errors) == 1 and "dataset folder not found" in errors[0] and "no-such-set" in errors[0]
 
 
-def test_relative_weight_paths_are_the_projects_whatever_the_working_directory(tmp_path, monkeypatch):
-    from models.defaults import ROOT
-    from models.detector import DETECTOR_DIR, resolve_weights
+def test_relative_weight_paths_in_a_config_are_the_projects_whatever_the_working_directory(tmp_path, monkeypatch):
+    from models.defaults import ROOT, project_path
+    from models.detector import DETECTOR_DIR
 
     monkeypatch.chdir(tmp_path)
-    assert resolve_weights("models/detector/plate_yolov8n.onnx", "cpu") == DETECTOR_DIR / "plate_yolov8n.onnx"
+    assert project_path("models/detector/plate_yolov8n.onnx") == DETECTOR_DIR / "plate_yolov8n.onnx"
+    assert project_path(tmp_path / "mine.onnx") == tmp_path / "mine.onnx"
     with pytest.raises(ModelError, match=f"OCR weights not found: {ROOT / 'models' / 'ocr' / 'missing.pth'}"):
-        PlateRecognizer("models/ocr/missing.pth")
+        PlateRecognizer(project_path("models/ocr/missing.pth"))
