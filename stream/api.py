@@ -528,7 +528,10 @@ def create_app(config: Config) -> FastAPI:
         history.close()
         uploads.cleanup()
 
-    app = FastAPI(title="ALPR", summary="Licence plates in images, videos and live cameras", lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, blank offline. The
+    # schema itself is at /openapi.json (docs/api.md describes every endpoint).
+    app = FastAPI(title="ALPR", summary="Licence plates in images, videos and live cameras", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.add_middleware(_BodyLimit, max_mb=limit_mb)
 
     @app.exception_handler(RequestValidationError)

@@ -215,6 +215,8 @@ def test_the_size_limit_and_the_api_key(locked):
     # pages, the limits they show and the schema stay open
     for page in ("/", "/history", "/web/upload.js", "/web/history.js", "/openapi.json"):
         assert requests.get(locked + page, timeout=10).status_code == 200, page
+    for page in ("/docs", "/redoc"):  # their scripts come from a CDN: no page rather than a blank one
+        assert requests.get(locked + page, timeout=10).status_code == 404, page
     info = requests.get(f"{locked}/info", timeout=10).json()
     assert info["api_key"] is True and info["max_upload_mb"] == 0.02 and info["cameras"] == []
     health = requests.get(f"{locked}/health", timeout=10)  # for load balancers, which hold no key

@@ -4,14 +4,13 @@
 const KEY = "alpr-api-key";
 const apiKey = () => localStorage.getItem(KEY) || "";
 
-// The key field in the header; onChange runs after the user changes the key.
+// The key field in the header; onChange runs after the user changes the key. Kept as it is
+// typed ("input"), not when the field loses focus: a click on Read right after typing uses it.
 function keyField(onChange) {
   const field = document.getElementById("key");
   field.value = apiKey();
-  field.addEventListener("change", () => {
-    localStorage.setItem(KEY, field.value.trim());
-    if (onChange) onChange();
-  });
+  field.addEventListener("input", () => localStorage.setItem(KEY, field.value.trim()));
+  field.addEventListener("change", () => { if (onChange) onChange(); });
 }
 
 // fetch with the key; resolves to the response, rejects with the API's one-line `detail`.
@@ -22,6 +21,10 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).detail; } catch (e) { /* not JSON */ }
+    if (response.status === 401) {  // point at the field that fixes it
+      document.getElementById("key")?.focus();
+      detail += " (enter the API key in the field at the top)";
+    }
     throw new Error(`${response.status}: ${detail}`);
   }
   return response;

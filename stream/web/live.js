@@ -21,6 +21,11 @@ async function poll() {
       after = Math.max(after, e.seq);
     }
     while (body.rows.length > KEEP) body.lastElementChild.remove();
+    // the last frame stays up when a file camera ends or a camera fails: say so beside its name
+    const state = ((await (await fetch("/health")).json()).cameras[camera] || {});
+    const note = state.state && state.state !== "streaming"
+      ? ` (${state.state}${state.last_error ? ": " + state.last_error : ""})` : "";
+    document.getElementById("camera").textContent = camera + note;
     document.getElementById("status").textContent = "";
   } catch (e) {
     document.getElementById("status").textContent = e.message;
