@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from models.formats import FORMATS
+from models.formats import FORMATS, clean
 
 WORDS = yaml.safe_load((Path(__file__).parent / "issuers" / "words.yaml").read_text())
 # The bands read for words, as shares of the crop's height: US plates print the state at the
@@ -43,13 +43,9 @@ class Issuer:
     subdivision_confidence: float | None = None
 
 
-def _letters(text: str) -> str:
-    return "".join(c for c in text.upper() if c.isalnum())
-
-
 # (letters, country, subdivision) for every word of the table
-_ENTRIES = [(_letters(w), c, None) for c, words in WORDS["countries"].items() for w in words]
-_ENTRIES += [(_letters(w), "us", s) for s, words in WORDS["us"].items() for w in words]
+_ENTRIES = [(clean(w), c, None) for c, words in WORDS["countries"].items() for w in words]
+_ENTRIES += [(clean(w), "us", s) for s, words in WORDS["us"].items() for w in words]
 
 
 def substring_distance(word: str, text: str) -> int:
@@ -79,7 +75,7 @@ def _near(word: str, text: str) -> int | None:
 def from_words(texts: list[str]) -> Issuer | None:
     """The issuer named in the first of `texts` (bands, top first) where a table word matches:
     the longest such word, with 1 - edits / length for confidence."""
-    for text in (_letters(t) for t in texts):
+    for text in (clean(t) for t in texts):
         found = [(len(word) - d, 1 - d / len(word), country, sub) for word, country, sub in _ENTRIES
                  if (d := _near(word, text)) is not None]
         if found:

@@ -153,7 +153,7 @@ def confirmed(boxes: list, detection_confidences: list[float], reads: list, thre
     kept = [i for i, c in enumerate(detection_confidences) if c >= threshold]
     for i in sorted(range(len(boxes)), key=lambda i: -detection_confidences[i]):
         if (detection_confidences[i] < threshold and reads[i].region and reads[i].confidence >= CONFIRMED_READ
-                and not any(_overlap(boxes[i], boxes[k]) for k in kept)):
+                and not any(overlap(boxes[i], boxes[k]) for k in kept)):
             kept.append(i)
     return kept
 
@@ -173,7 +173,8 @@ def confirmed_tries(boxes: list, detection_confidences: list[float], tries: list
             and len(tries[i][k].text) <= MAX_PLATE_CHARS]
 
 
-def _overlap(a, b) -> bool:
+def overlap(a, b) -> bool:
+    """Whether two boxes share any area."""
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 

@@ -53,13 +53,13 @@ from starlette.datastructures import Headers
 from config.schema import CameraConfig, Config, ConfigError, JournalConfig, load_config, parse_config
 from models.defaults import project_path
 from models.errors import AlprError
+from models.formats import clean, from_regexes
 from models.images import size_problem
-from models.formats import from_regexes
 from models.reader import PlateReader, PlateReading
 from stream.capture import is_live
 from stream.journal import JournalError, JournalReader
 from stream.pipeline import Models, Pipeline, StageFailed
-from stream.plates import near, normalise
+from stream.plates import near
 
 log = logging.getLogger("stream.api")
 
@@ -431,9 +431,9 @@ def _filters(
         until: str | None = Query(None, description="first seen before this ISO 8601 time"),
         max_distance: float = Query(1.0, ge=0, le=MAX_DISTANCE, description="0: the exact plate")) -> Filters:
     # an empty parameter is no filter: what an HTML form sends for a field left blank
-    if plate and not normalise(plate):
+    if plate and not clean(plate):
         raise HTTPException(422, f"plate: no letters or digits in {plate[:40]!r}")
-    return Filters(normalise(plate) if plate else None, camera or None, _utc_filter("since", since),
+    return Filters(clean(plate) if plate else None, camera or None, _utc_filter("since", since),
                    _utc_filter("until", until), max_distance)
 
 

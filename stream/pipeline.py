@@ -41,7 +41,7 @@ from models.defaults import project_path
 from models.detector import Detection, PlateDetector
 from models.images import VideoWriter, letterbox
 from models.formats import family_matcher, from_regexes
-from models.reader import EXTRA_MARGINS, WEAK_DETECTION, confirmed_tries
+from models.reader import EXTRA_MARGINS, WEAK_DETECTION, confirmed_tries, overlap
 from models.reader import crop as crop_box
 from models.recognizer import PlateRecognizer
 from stream.capture import Capture, EndOfStream, check_source, is_live, is_stills
@@ -140,7 +140,7 @@ def _annotated(job: ReadJob, labels: dict[int, str]) -> np.ndarray:
     img = job.frame.image.copy()
     detected = [t.box for t in job.tracks if t.matched]
     for t in sorted(job.tracks, key=lambda t: t.matched):  # detected boxes drawn last, on top
-        if not t.matched and any(_overlap(t.box, b) for b in detected):
+        if not t.matched and any(overlap(t.box, b) for b in detected):
             continue
         x1, y1, x2, y2 = (int(v) for v in t.box)
         colour, width = ((0, 220, 0), 2) if t.matched else ((0, 160, 255), 1)
@@ -148,10 +148,6 @@ def _annotated(job: ReadJob, labels: dict[int, str]) -> np.ndarray:
         label = f"#{t.track_id} {labels.get(t.track_id, '')}".strip() if t.matched else f"#{t.track_id}"
         cv2.putText(img, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
     return img
-
-
-def _overlap(a, b) -> bool:
-    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def _in_roi(box, roi) -> bool:
@@ -325,18 +321,21 @@ class Pipeline:
     def _detect_now(self, cam: str) -> bool:
         """Whether this camera's next frame goes through the detector (`detector.detect_every`)."""
         skipped = self._skipped[cam]
-        unread = lambda: any((cam, tid) not in self.decided for tid in self.trackers[cam].live_ids())  # noqa: E731
         # Whether a plate is read yet is the read thread's to say. A replay waits for its word,
         # so that the same file gives the same frames detected, tracks and events every time;
         # a live camera takes what is known (its frames would otherwise queue).
-        if skipped + 1 < self._detect_every[cam] and unread() and not self._capture[cam].live:
+        if skipped + 1 < self._detect_every[cam] and self._unread(cam) and not self._capture[cam].live:
             with self._read_done:
                 self._read_done.wait_for(lambda: self.jobs_read == self.jobs_queued or self.failure, timeout=5)
-        if skipped + 1 >= self._detect_every[cam] or unread():
+        if skipped + 1 >= self._detect_every[cam] or self._unread(cam):
             self._skipped[cam] = 0
             return True
         self._skipped[cam] = skipped + 1
         return False
+
+    def _unread(self, cam: str) -> bool:
+        """Whether one of the camera's live tracks has no decided plate yet."""
+        return any((cam, tid) not in self.decided for tid in self.trackers[cam].live_ids())
 
     def _coast(self, frame: Frame) -> ReadJob:
         """A frame the detector skipped: the tracks move on their filters, nothing is read."""

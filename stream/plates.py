@@ -12,18 +12,13 @@ watchlist entry" means the same from either side.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+
+from models.formats import clean
 
 CONFUSABLE_COST = 0.5
 CONFUSABLE = ("O0DQ", "I1T", "B8", "S5", "Z2", "G6")
 _GROUP = {c: i for i, group in enumerate(CONFUSABLE) for c in group}
-_NOT_PLATE = re.compile(r"[^A-Z0-9]")
-
-
-def normalise(text: str) -> str:
-    """`text` as plates are published: upper case, A-Z and 0-9 only."""
-    return _NOT_PLATE.sub("", text.upper())
 
 
 def _substitution(x: str, y: str) -> float:
@@ -36,7 +31,7 @@ def _substitution(x: str, y: str) -> float:
 def distance(a: str, b: str) -> float:
     """The confusable-aware edit distance between plates `a` and `b` (module docstring):
     0 for the same plate, CONFUSABLE_COST per confusable substitution, 1 per other edit."""
-    a, b = normalise(a), normalise(b)
+    a, b = clean(a), clean(b)
     previous = [float(j) for j in range(len(b) + 1)]  # one row of the classic table at a time
     for i, x in enumerate(a, 1):
         current = [float(i)]
@@ -48,7 +43,7 @@ def distance(a: str, b: str) -> float:
 
 def near(text: str, plates: Iterable[str], max_distance: float) -> dict[str, float]:
     """The `plates` within `max_distance` of `text`, with their distances."""
-    text = normalise(text)
+    text = clean(text)
     found = {}
     for plate in plates:
         # every insertion or deletion costs 1: plates whose lengths differ by more are skipped

@@ -156,7 +156,8 @@ class EventPublisher:
         nothing goes out that a subscriber could not fetch again.
         """
         event = event_json(decision, self._next_seq, uuid.uuid4().hex, clock)
-        crop = _jpeg(decision.crop) if decision.crop is not None else None
+        wanted = self.journal is not None or self.config.send_crop
+        crop = _jpeg(decision.crop) if wanted and decision.crop is not None else None
         if self.journal is not None:  # with the evidence: the winning read's crop, and its vehicle
             vehicle = _jpeg(decision.vehicle) if decision.vehicle is not None and decision.vehicle.size else None
             self.journal.append(event, {"crop": crop, "vehicle": vehicle})

@@ -54,6 +54,7 @@ from itertools import islice
 import zmq
 
 from models.errors import AlprError
+from models.formats import clean
 from stream.curve import Client
 
 log = logging.getLogger(__name__)
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         from stream.journal import JournalError
 
         try:
-            plate = "".join(c for c in args.plate.upper() if c.isalnum()) if args.plate else None
+            plate = clean(args.plate) if args.plate else None
             for event in islice(journal_events(args.journal, args.camera, plate, args.since, args.until), args.count):
                 print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
         except JournalError as e:

@@ -15,8 +15,9 @@ import re
 import threading
 
 from config.schema import WatchlistConfig
+from models.formats import clean
 from stream.messages import Match
-from stream.plates import distance, normalise
+from stream.plates import distance
 
 log = logging.getLogger(__name__)
 REGEX_CHARS = set("^$[]().*+?{}|\\")
@@ -37,8 +38,8 @@ class _List:
         for entry in entries:
             if REGEX_CHARS & set(entry):
                 regexes.append((entry, re.compile(entry)))
-            elif normalise(entry):
-                texts.append(normalise(entry))
+            elif clean(entry):
+                texts.append(clean(entry))
         self.texts, self.regexes = texts, regexes  # swapped whole: matching never sees half a list
 
     def match(self, candidates: list[str]) -> Match | None:
